@@ -1,0 +1,55 @@
+# The platform's front door. `make up` brings the local platform up, `make test` runs the
+# linters and the tests. Everything runs from the virtualenv built from requirements.lock.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+INVENTORY ?= inventories/local
+PYTEST_ARGS ?=
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(STAMP) ## Create the virtualenv from requirements.lock
+
+up: $(STAMP) ## Bring the platform up (inventory: INVENTORY, default local)
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
+
+down: $(STAMP) ## Stop what `make up` started (data is kept)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
+
+status: $(STAMP) ## Show the local services and their states
+	@$(BIN)/valuecanvas local status
+
+doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, roles present
+	@$(BIN)/valuecanvas doctor --env-file .state/platform.env
+
+lint: $(STAMP) ## ruff, mypy, yamllint, ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/yamllint --strict .
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/ansible-lint --profile production
+
+test: lint ## Lint, then run the tests (real Postgres and Redis, started by the tests)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
+
+types: $(STAMP) ## Regenerate the typed models from a migrated database
+	$(BIN)/valuecanvas gen-types --scratch
+
+lock: ## Re-pin every Python dependency into requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+
+clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
+	rm -rf $(VENV)
+
+.PHONY: help venv up down status doctor lint test types lock clean

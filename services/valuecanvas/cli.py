@@ -1,0 +1,208 @@
+"""``valuecanvas``: the platform's command line.
+
+    valuecanvas serve NAME        run one of the eight services
+    valuecanvas migrate           apply pending migrations (the Argo CD PreSync Job runs this)
+    valuecanvas doctor            check the database the platform uses
+    valuecanvas gen-types         regenerate the typed models from the migrated schema
+    valuecanvas token             mint a user token signed with JWT_SECRET (local testing)
+
+Settings come from the environment, or from ``--env-file`` (the local platform writes one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TypeVar
+
+import jwt
+from pydantic import Field, PostgresDsn, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from valuecanvas.core.settings import describe_validation_error
+
+DEFAULT_MIGRATIONS = Path("migrations")
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class DatabaseCommandSettings(BaseSettings):
+    """What migrate, doctor and gen-types need: the owner's connection, or the app's."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    migration_database_url: PostgresDsn | None = None
+    database_url: PostgresDsn | None = None
+    migrations_dir: Path = DEFAULT_MIGRATIONS
+
+    def dsn(self) -> str:
+        url = self.migration_database_url or self.database_url
+        if url is None:
+            raise SystemExit("valuecanvas: MIGRATION_DATABASE_URL or DATABASE_URL is not set")
+        return str(url)
+
+
+class TokenSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    jwt_secret: SecretStr
+    jwt_audience: str = "authenticated"
+    jwt_issuer: str | None = None
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
+
+def _load(cls: type[SettingsT], env_file: str | None, command: str) -> SettingsT:
+    try:
+        return cls(_env_file=env_file)
+    except ValidationError as exc:
+        raise SystemExit(describe_validation_error(f"valuecanvas {command}", exc)) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from valuecanvas.apps import SERVICES
+    from valuecanvas.core.logging import configure_logging
+
+    spec = SERVICES[args.name]
+    try:
+        settings = spec.load_settings(args.env_file)
+    except ValidationError as exc:
+        print(describe_validation_error(spec.name, exc), file=sys.stderr)
+        return 2
+    if args.port is not None:
+        settings = settings.model_copy(update={"port": args.port})
+    configure_logging(spec.name, settings.log_level)
+    uvicorn.run(
+        spec.create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from valuecanvas.db.migrate import MigrationError, migrate
+
+    settings = _load(DatabaseCommandSettings, args.env_file, "migrate")
+    directory = args.dir or settings.migrations_dir
+    try:
+        asyncio.run(migrate(settings.dsn(), directory))
+    except MigrationError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"migrate: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from valuecanvas.db.doctor import report, run_checks
+
+    settings = _load(DatabaseCommandSettings, args.env_file, "doctor")
+    directory = args.dir or settings.migrations_dir
+    checks = asyncio.run(run_checks(settings.dsn(), directory))
+    return 1 if report(settings.dsn(), checks) else 0
+
+
+def _gen_types(args: argparse.Namespace) -> int:
+    from valuecanvas.db import typegen
+    from valuecanvas.db.migrate import migrate
+
+    if args.scratch:
+        from valuecanvas.localdev.postgres import TemporaryPostgres
+
+        with TemporaryPostgres() as postgres:
+            asyncio.run(
+                migrate(postgres.dsn(), args.dir or DEFAULT_MIGRATIONS, report=lambda _: None)
+            )
+            generated = asyncio.run(typegen.generate(postgres.dsn()))
+    else:
+        settings = _load(DatabaseCommandSettings, args.env_file, "gen-types")
+        generated = asyncio.run(typegen.generate(settings.dsn()))
+    stale = typegen.stale_files(generated)
+    if args.check:
+        if stale:
+            print(f"gen-types: stale: {', '.join(stale)}; run `make types`", file=sys.stderr)
+            return 1
+        print("gen-types: generated files are up to date")
+        return 0
+    typegen.write(generated)
+    print(f"gen-types: wrote {', '.join(sorted(generated))} in {typegen.GENERATED_DIR}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = _load(TokenSettings, args.env_file, "token")
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": str(args.user),
+        "role": args.role,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + settings.token_ttl_seconds,
+    }
+    if args.organization:
+        claims["organization_id"] = str(args.organization)
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    print(jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from valuecanvas.apps import SERVICES
+
+    parser = argparse.ArgumentParser(prog="valuecanvas", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--env-file", help="read settings from this file as well as the environment"
+        )
+        return sub
+
+    serve = command("serve", "run one of the eight services")
+    serve.add_argument("name", choices=sorted(SERVICES))
+    serve.add_argument("--port", type=int, help="override the service's port")
+    serve.set_defaults(handler=_serve)
+
+    for name, help_text, handler in (
+        ("migrate", "apply pending migrations", _migrate),
+        ("doctor", "check the database: reachable, migrated, RLS forced, roles present", _doctor),
+    ):
+        sub = command(name, help_text)
+        sub.add_argument("--dir", type=Path, help="the migrations folder (default: migrations)")
+        sub.set_defaults(handler=handler)
+
+    gen = command("gen-types", "regenerate the typed models from the migrated schema")
+    gen.add_argument("--check", action="store_true", help="fail if the committed files are stale")
+    gen.add_argument("--scratch", action="store_true", help="migrate a throwaway database first")
+    gen.add_argument("--dir", type=Path, help="the migrations folder (with --scratch)")
+    gen.set_defaults(handler=_gen_types)
+
+    token = command("token", "mint a user token signed with JWT_SECRET (for local testing)")
+    token.add_argument("--user", type=uuid.UUID, required=True, help="the user id (sub)")
+    token.add_argument("--organization", type=uuid.UUID, help="the organization id claim")
+    token.add_argument("--role", default="authenticated", choices=["authenticated", "anon"])
+    token.set_defaults(handler=_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The core every service is built on: settings, logging, metrics, identity, database, app factory."""

@@ -1,0 +1,217 @@
+"""The app factory every service uses: lifespan-managed clients as typed state, the shared
+endpoints (/healthz, /readyz, /metrics, /v1/whoami) and the shared middleware."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import redis.asyncio as redis
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from valuecanvas.core.db import Pool, caller_transaction, check_database, create_pool
+from valuecanvas.core.identity import (
+    AuthError,
+    Identity,
+    InternalTokenIssuer,
+    JwksCache,
+    TokenVerifier,
+)
+from valuecanvas.core.logging import get_logger
+from valuecanvas.core.metrics import MetricsMiddleware, ServiceMetrics
+from valuecanvas.core.requestid import RequestIdMiddleware, create_http_client
+from valuecanvas.core.settings import ServiceSettings
+
+_log = get_logger("valuecanvas.app")
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass
+class AppState:
+    """What the lifespan opens and closes; handlers reach it with :func:`get_state`."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    pool: Pool
+    redis: redis.Redis | None
+    http: httpx.AsyncClient
+    verifier: TokenVerifier
+    internal_tokens: InternalTokenIssuer
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.state.platform
+    return state
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    return TokenVerifier(
+        algorithms=frozenset(settings.jwt_algorithms),
+        audience=settings.jwt_audience,
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        jwks=JwksCache(str(settings.jwt_jwks_url)) if settings.jwt_jwks_url else None,
+        issuer=settings.jwt_issuer,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        internal_secret=settings.internal_token_secret.get_secret_value(),
+    )
+
+
+def error_body(kind: str, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": kind, "code": code, "message": message}}
+
+
+class UnauthorizedError(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+async def require_identity(request: Request) -> Identity:
+    """The verified caller; 401 with the reason otherwise (before any handler work)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("missing bearer token")
+    try:
+        return await get_state(request).verifier.verify(token.strip())
+    except AuthError as exc:
+        raise UnauthorizedError(exc.reason) from None
+
+
+Caller = Annotated[Identity, Depends(require_identity)]
+
+
+async def _unauthorized_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UnauthorizedError)
+    return JSONResponse(
+        error_body("authentication_error", "invalid_token", exc.reason),
+        status_code=401,
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'
+        },
+    )
+
+
+def _shared_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["probes"], summary="Liveness: the process serves requests")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        tags=["probes"],
+        summary="Readiness: the database (and Redis, when configured) answer",
+        responses={503: {"description": "a dependency is unreachable; the body names it"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        state = get_state(request)
+        timeout = state.settings.readiness_timeout_seconds
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(check_database(state.pool, timeout), timeout)
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; the reason is reported
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        if state.redis is not None:
+            try:
+                await asyncio.wait_for(state.redis.ping(), timeout)
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"unreachable: {type(exc).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        if not ready:
+            _log.warning("not ready", checks=checks)
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        state = get_state(request)
+        if not state.settings.metrics_enabled:
+            return JSONResponse(error_body("not_found", "metrics_disabled", "metrics are off"), 404)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get(
+        "/v1/whoami",
+        tags=["identity"],
+        summary="The verified caller and the organizations row-level security lets it see",
+    )
+    async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
+        state = get_state(request)
+        async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
+            rows = await connection.fetch("select id, name from public.organizations order by name")
+        return {
+            "user_id": str(caller.user_id) if caller.user_id else None,
+            "organization_id": str(caller.organization_id) if caller.organization_id else None,
+            "role": caller.role,
+            "via": caller.via,
+            "actor": caller.actor,
+            "organizations": [{"id": str(row["id"]), "name": row["name"]} for row in rows],
+        }
+
+    return router
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """Build one service's ASGI app. Settings are validated before this is called."""
+    metrics = ServiceMetrics(settings.service_name)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        pool = await create_pool(
+            str(settings.database_url),
+            max_size=settings.database_pool_max_size,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
+        redis_client = (
+            redis.from_url(str(settings.redis_url), socket_connect_timeout=2, socket_timeout=5)
+            if settings.redis_url
+            else None
+        )
+        http = create_http_client(timeout=httpx.Timeout(30.0, connect=5.0))
+        state = AppState(
+            settings=settings,
+            metrics=metrics,
+            pool=pool,
+            redis=redis_client,
+            http=http,
+            verifier=build_verifier(settings),
+            internal_tokens=InternalTokenIssuer(
+                service=settings.service_name,
+                secret=settings.internal_token_secret.get_secret_value(),
+                ttl_seconds=settings.internal_token_ttl_seconds,
+            ),
+        )
+        _log.info("started", environment=settings.environment.value, port=settings.port)
+        try:
+            yield {"platform": state}
+        finally:
+            await http.aclose()
+            if redis_client is not None:
+                await redis_client.aclose()
+            await pool.close()
+            _log.info("stopped")
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.add_exception_handler(UnauthorizedError, _unauthorized_handler)
+    app.include_router(_shared_router())
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app)
+    app.add_middleware(RequestIdMiddleware, quiet_paths=PROBE_PATHS)
+    return app

@@ -1,0 +1,232 @@
+"""Who is calling: verification of Supabase-compatible user JWTs and of internal tokens.
+
+User tokens: HS256 signed with JWT_SECRET, or RS256/ES256 signed by a key published at
+JWT_JWKS_URL. Only algorithms on the allow-list are accepted (never ``none``), and
+``exp``, ``nbf``, ``aud`` and ``iss`` are checked with a small leeway.
+
+Internal tokens: minted by one service for a call it makes on a user's behalf (the
+orchestrator calling an agent, an agent calling the LLM proxy). They carry the same user,
+organization and role, are signed with INTERNAL_TOKEN_SECRET (a different key), have their
+own issuer and audience, and live for a minute by default. Every service verifies both
+kinds the same way; nothing is trusted for arriving over the internal network.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+import httpx
+import jwt
+
+DatabaseRole = Literal["anon", "authenticated", "service_role"]
+DATABASE_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+INTERNAL_ISSUER = "valuecanvas-internal"
+INTERNAL_AUDIENCE = "valuecanvas-services"
+_ASYMMETRIC = {"RS256", "ES256"}
+
+
+class AuthError(Exception):
+    """A token was refused; ``reason`` is safe to return to the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: UUID | None
+    organization_id: UUID | None
+    role: DatabaseRole
+    via: Literal["user_token", "internal_token"]
+    actor: str | None = None  # the service that minted an internal token
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def database_claims(self) -> dict[str, Any]:
+        """The claims Postgres sees in ``request.jwt.claims`` (read by auth.uid(), auth.jwt())."""
+        claims: dict[str, Any] = {"role": self.role}
+        if self.user_id is not None:
+            claims["sub"] = str(self.user_id)
+        if self.organization_id is not None:
+            claims["organization_id"] = str(self.organization_id)
+        return claims
+
+
+def _uuid_claim(claims: dict[str, Any], name: str, value: Any) -> UUID | None:
+    if value in (None, ""):
+        return None
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise AuthError(f"claim {name} is not a UUID") from None
+
+
+def identity_from_claims(
+    claims: dict[str, Any], via: Literal["user_token", "internal_token"]
+) -> Identity:
+    role = claims.get("role", "authenticated")
+    if role not in DATABASE_ROLES:
+        raise AuthError(f"role {role!r} is not allowed")
+    app_metadata = claims.get("app_metadata")
+    if not isinstance(app_metadata, dict):
+        app_metadata = {}
+    organization = claims.get("organization_id", app_metadata.get("organization_id"))
+    user_id = _uuid_claim(claims, "sub", claims.get("sub"))
+    if role == "authenticated" and user_id is None:
+        raise AuthError("missing claim sub")
+    actor = claims.get("act", {}).get("sub") if isinstance(claims.get("act"), dict) else None
+    return Identity(
+        user_id=user_id,
+        organization_id=_uuid_claim(claims, "organization_id", organization),
+        role=role,
+        via=via,
+        actor=actor,
+        claims=claims,
+    )
+
+
+class JwksCache:
+    """Signing keys from a JWKS URL, fetched with httpx and refreshed on an unknown ``kid``."""
+
+    def __init__(self, url: str, *, ttl_seconds: float = 300.0, timeout: float = 5.0) -> None:
+        self.url = url
+        self.ttl_seconds = ttl_seconds
+        self.timeout = timeout
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+
+    async def _refresh(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+                key_set = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            raise AuthError("signing keys are unavailable") from exc
+        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+        self._fetched_at = time.monotonic()
+
+    async def key_for(self, kid: str | None) -> jwt.PyJWK:
+        if kid is None:
+            raise AuthError("token has no key id")
+        stale = time.monotonic() - self._fetched_at > self.ttl_seconds
+        if stale or kid not in self._keys:
+            await self._refresh()
+        if kid not in self._keys:
+            raise AuthError("unknown signing key")
+        return self._keys[kid]
+
+
+@dataclass
+class TokenVerifier:
+    algorithms: frozenset[str]
+    audience: str
+    secret: str | None = None
+    jwks: JwksCache | None = None
+    issuer: str | None = None
+    leeway_seconds: int = 30
+    internal_secret: str | None = None
+
+    async def verify(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthError("malformed token") from None
+        if unverified.get("iss") == INTERNAL_ISSUER:
+            return self._verify_internal(token, header)
+        return await self._verify_user(token, header)
+
+    async def _verify_user(self, token: str, header: dict[str, Any]) -> Identity:
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms:
+            raise AuthError(f"algorithm {algorithm!r} is not allowed")
+        key: Any
+        if algorithm == "HS256":
+            if self.secret is None:
+                raise AuthError("algorithm 'HS256' is not allowed")
+            key = self.secret
+        else:
+            if self.jwks is None:
+                raise AuthError(f"algorithm {algorithm!r} is not allowed")
+            jwk = await self.jwks.key_for(header.get("kid"))
+            if jwk.algorithm_name not in _ASYMMETRIC or jwk.algorithm_name != algorithm:
+                raise AuthError("signing key does not match the token's algorithm")
+            key = jwk
+        claims = _decode(
+            token,
+            key,
+            algorithm=algorithm,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway_seconds,
+        )
+        return identity_from_claims(claims, "user_token")
+
+    def _verify_internal(self, token: str, header: dict[str, Any]) -> Identity:
+        if self.internal_secret is None or header.get("alg") != "HS256":
+            raise AuthError("internal tokens are not accepted here")
+        claims = _decode(
+            token,
+            self.internal_secret,
+            algorithm="HS256",
+            audience=INTERNAL_AUDIENCE,
+            issuer=INTERNAL_ISSUER,
+            leeway=self.leeway_seconds,
+        )
+        return identity_from_claims(claims, "internal_token")
+
+
+def _decode(
+    token: str, key: Any, *, algorithm: str, audience: str, issuer: str | None, leeway: int
+) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp"], "verify_iss": issuer is not None},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthError("token not yet valid") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError("wrong audience") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError("wrong issuer") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("bad signature") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(f"missing claim {exc.claim}") from None
+    except jwt.PyJWTError:
+        raise AuthError("malformed token") from None
+    return claims
+
+
+@dataclass(frozen=True)
+class InternalTokenIssuer:
+    """Mints the short-lived token a service sends when it calls another on a user's behalf."""
+
+    service: str
+    secret: str
+    ttl_seconds: int = 60
+
+    def mint(self, identity: Identity) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            **identity.database_claims(),
+            "iss": INTERNAL_ISSUER,
+            "aud": INTERNAL_AUDIENCE,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl_seconds,
+            "act": {"sub": self.service},
+        }
+        return jwt.encode(claims, self.secret, algorithm="HS256")

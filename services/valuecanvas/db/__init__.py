@@ -1,0 +1,1 @@
+"""Platform database commands: the migration runner, the doctor and the type generator."""

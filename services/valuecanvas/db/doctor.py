@@ -1,0 +1,117 @@
+"""``valuecanvas doctor``: is this database what the platform expects?
+
+Checks: reachable; no pending, changed or missing migrations; row-level security enabled
+and forced on every table of the platform's schemas; the three API roles present. Prints a
+readable report and returns the number of problems (the command's exit status follows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from valuecanvas.db.migrate import MigrationError, inspect
+
+PLATFORM_SCHEMAS = ("public", "platform")
+REQUIRED_ROLES = ("anon", "authenticated", "service_role")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def redact_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def run_checks(dsn: str, migrations: Path, *, connect_seconds: float = 5.0) -> list[Check]:
+    try:
+        connection = await asyncpg.connect(dsn, timeout=connect_seconds)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return [Check("database reachable", False, f"{type(exc).__name__}: {exc}")]
+    try:
+        version = await connection.fetchval("show server_version")
+        checks = [Check("database reachable", True, f"PostgreSQL {version}")]
+        checks.append(await _migrations(connection, migrations))
+        checks.append(await _row_level_security(connection))
+        checks.append(await _roles(connection))
+        return checks
+    finally:
+        await connection.close()
+
+
+async def _migrations(connection: asyncpg.Connection, migrations: Path) -> Check:
+    try:
+        plan = await inspect(connection, migrations)
+    except MigrationError as exc:
+        return Check("migrations", False, str(exc))
+    problems = plan.problems + [f"{file.filename} is pending" for file in plan.pending]
+    summary = (
+        f"{len(plan.applied)} applied, {len(plan.pending)} pending, {len(plan.changed)} changed"
+    )
+    return Check("migrations", not problems, "; ".join(problems) or summary)
+
+
+async def _row_level_security(connection: asyncpg.Connection) -> Check:
+    rows = await connection.fetch(
+        """
+        select n.nspname as schema, c.relname as table, c.relrowsecurity as enabled,
+               c.relforcerowsecurity as forced
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p') and n.nspname = any($1::text[])
+        order by 1, 2
+        """,
+        list(PLATFORM_SCHEMAS),
+    )
+    if not rows:
+        return Check("row-level security", False, "no tables found (is the database migrated?)")
+    problems = [
+        f"{row['schema']}.{row['table']} ("
+        + ", ".join(
+            word
+            for word, flag in (
+                ("not enabled", not row["enabled"]),
+                ("not forced", not row["forced"]),
+            )
+            if flag
+        )
+        + ")"
+        for row in rows
+        if not (row["enabled"] and row["forced"])
+    ]
+    if problems:
+        return Check("row-level security", False, "missing on " + ", ".join(problems))
+    return Check("row-level security", True, f"enabled and forced on all {len(rows)} tables")
+
+
+async def _roles(connection: asyncpg.Connection) -> Check:
+    present = {
+        row["rolname"]
+        for row in await connection.fetch(
+            "select rolname from pg_roles where rolname = any($1::text[])", list(REQUIRED_ROLES)
+        )
+    }
+    missing = [role for role in REQUIRED_ROLES if role not in present]
+    if missing:
+        return Check("roles", False, "missing: " + ", ".join(missing))
+    return Check("roles", True, ", ".join(REQUIRED_ROLES))
+
+
+def report(dsn: str, checks: list[Check], write: Callable[[str], None] = print) -> int:
+    write(f"ValueCanvas doctor: {redact_dsn(dsn)}")
+    for check in checks:
+        write(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    problems = sum(not check.ok for check in checks)
+    write("doctor: all checks passed" if not problems else f"doctor: {problems} problem(s)")
+    return problems

@@ -1,0 +1,1 @@
+"""Running the platform's dependencies on one machine: embedded Postgres, Redis."""

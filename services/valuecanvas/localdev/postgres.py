@@ -1,0 +1,138 @@
+"""A throwaway PostgreSQL cluster from the embedded binaries (the ``pgserver`` wheel), or
+from the directory VALUECANVAS_PG_BIN_DIR names.
+
+Used by the tests and by ``valuecanvas gen-types --scratch``. The local platform runs its
+long-lived cluster under supervisord instead (roles/local_postgres); both find the
+binaries with :func:`postgres_bin_dir`. Postgres refuses to run as root, so when root the
+cluster runs as an unprivileged system user.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_USER = "valuecanvas"
+
+
+def postgres_bin_dir() -> Path:
+    override = os.environ.get("VALUECANVAS_PG_BIN_DIR")
+    if override:
+        return Path(override)
+    # Located without importing pgserver: its import starts machinery we do not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pgserver is not installed and VALUECANVAS_PG_BIN_DIR is not set")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ensure_service_user() -> str | None:
+    """The user Postgres runs as: None (ourselves) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "/usr/sbin/useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+        )
+    return SERVICE_USER
+
+
+@dataclass
+class TemporaryPostgres:
+    """``with TemporaryPostgres() as pg: pg.dsn()`` - a fresh cluster on a free port."""
+
+    port: int = field(default_factory=free_port)
+    superuser: str = "postgres"
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="valuecanvas-pg-")))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def dsn(
+        self, database: str = "postgres", user: str | None = None, password: str | None = None
+    ) -> str:
+        credentials = user or self.superuser
+        if password:
+            credentials += f":{password}"
+        return f"postgresql://{credentials}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(postgres_bin_dir() / args[0]), *args[1:]],
+            check=check,
+            capture_output=True,
+            text=True,
+            user=self._user,
+        )
+
+    def start(self) -> TemporaryPostgres:
+        self._user = ensure_service_user()
+        if self._user is not None:
+            shutil.chown(self.root, self._user)
+        self._run(
+            "initdb", "-D", str(self.data_dir), "-U", self.superuser,
+            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+        )  # fmt: skip
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "postgres.log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.data_dir.exists():
+            self._run(
+                "pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop", check=False
+            )
+
+    def restart(self) -> None:
+        """Start again after :meth:`stop`, on the same port, with the same data."""
+        self._start()
+
+    def is_running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def wait_until_stopped(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def __enter__(self) -> TemporaryPostgres:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.cleanup()
