@@ -26,12 +26,11 @@ begin
     create function auth.uid() returns uuid
       language sql stable
       as $fn$
-        select nullif(
-          coalesce(
-            current_setting('request.jwt.claim.sub', true),
-            current_setting('request.jwt.claims', true)::jsonb ->> 'sub'
-          ),
-          ''
+        -- Empty strings count as unset: a setting reverts to '' after the transaction
+        -- that set it, on the same pooled connection.
+        select coalesce(
+          nullif(current_setting('request.jwt.claim.sub', true), ''),
+          nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'
         )::uuid
       $fn$;
   end if;
@@ -50,8 +49,8 @@ begin
       language sql stable
       as $fn$
         select coalesce(
-          current_setting('request.jwt.claim.role', true),
-          current_setting('request.jwt.claims', true)::jsonb ->> 'role'
+          nullif(current_setting('request.jwt.claim.role', true), ''),
+          nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role'
         )::text
       $fn$;
   end if;

@@ -137,10 +137,14 @@ create policy user_roles_insert_admins on public.user_roles for insert to authen
 create policy user_roles_delete_admins on public.user_roles for delete to authenticated
   using (organization_id in (select private.admin_organization_ids()));
 
--- user_sessions and notification_preferences belong to their user.
+-- user_sessions and notification_preferences belong to their user, and name only an
+-- organization the user is a member of.
 create policy user_sessions_owner on public.user_sessions for all to authenticated
   using (user_id = (select auth.uid()))
-  with check (user_id = (select auth.uid()));
+  with check (
+    user_id = (select auth.uid())
+    and (organization_id is null or organization_id in (select private.member_organization_ids()))
+  );
 create policy notification_preferences_owner on public.notification_preferences
   for all to authenticated
   using (user_id = (select auth.uid()))

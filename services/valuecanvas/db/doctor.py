@@ -105,6 +105,22 @@ async def _roles(connection: asyncpg.Connection) -> Check:
     missing = [role for role in REQUIRED_ROLES if role not in present]
     if missing:
         return Check("roles", False, "missing: " + ", ".join(missing))
+    # A login role that inherits an API role acts as it before any role is set.
+    inheriting = await connection.fetch(
+        """
+        select distinct login.rolname
+        from pg_roles login
+        join pg_auth_members m on m.member = login.oid
+        join pg_roles api on api.oid = m.roleid
+        where login.rolcanlogin and login.rolinherit and not login.rolsuper
+          and api.rolname = any($1::text[])
+        order by 1
+        """,
+        list(REQUIRED_ROLES),
+    )
+    if inheriting:
+        names = ", ".join(row["rolname"] for row in inheriting)
+        return Check("roles", False, f"login role(s) {names} inherit an API role; make them NOINHERIT")
     return Check("roles", True, ", ".join(REQUIRED_ROLES))
 
 

@@ -1,0 +1,158 @@
+"""Shared fixtures: a real PostgreSQL cluster (the embedded binaries) and a real Redis,
+both started here, so a fresh clone needs nothing running beforehand."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from valuecanvas.db.migrate import migrate
+from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+MIGRATIONS = REPO / "migrations"
+TEMPLATE_DB = "migrated_template"
+# A login role like the services': no superuser, member of the three API roles.
+APP_ROLE = "test_app"
+APP_PASSWORD = "test-app-password"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TemporaryPostgres]:
+    with TemporaryPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres: TemporaryPostgres) -> str:
+    """A database with every migration applied, copied for each test that needs one."""
+
+    async def build() -> None:
+        admin = await asyncpg.connect(postgres.dsn())
+        try:
+            await admin.execute(f"create database {TEMPLATE_DB}")
+        finally:
+            await admin.close()
+        await migrate(postgres.dsn(TEMPLATE_DB), MIGRATIONS, report=lambda _: None)
+        owner = await asyncpg.connect(postgres.dsn(TEMPLATE_DB))
+        try:
+            await owner.execute(
+                f"create role {APP_ROLE} login noinherit password '{APP_PASSWORD}' nosuperuser nobypassrls"
+            )
+            await owner.execute(f"grant anon, authenticated, service_role to {APP_ROLE}")
+        finally:
+            await owner.close()
+
+    asyncio.run(build())
+    return TEMPLATE_DB
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    owner_dsn: str  # the migration role (superuser here)
+    app_dsn: str  # the services' kind of login role: row-level security applies
+
+
+@pytest.fixture
+async def database(postgres: TemporaryPostgres, migrated_template: str) -> AsyncIterator[Database]:
+    """A fresh, fully migrated database for one test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn())
+    try:
+        await admin.execute(f"create database {name} template {migrated_template}")
+    finally:
+        await admin.close()
+    yield Database(
+        name=name,
+        owner_dsn=postgres.dsn(name),
+        app_dsn=postgres.dsn(name, user=APP_ROLE, password=APP_PASSWORD),
+    )
+    admin = await asyncpg.connect(postgres.dsn())
+    try:
+        await admin.execute(f"drop database if exists {name} with (force)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_database(postgres: TemporaryPostgres) -> AsyncIterator[str]:
+    """A database with nothing applied; yields its DSN."""
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn())
+    try:
+        await admin.execute(f"create database {name}")
+    finally:
+        await admin.close()
+    yield postgres.dsn(name)
+    admin = await asyncpg.connect(postgres.dsn())
+    try:
+        await admin.execute(f"drop database if exists {name} with (force)")
+    finally:
+        await admin.close()
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    return binary
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private Redis for one test (stoppable without disturbing others)."""
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="valuecanvas-redis-")
+    user = ensure_service_user()
+    if user:
+        shutil.chown(directory, user)
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    process = subprocess.Popen(
+        [
+            *prefix,
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            directory,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    server = RedisServer(port, process)
+    yield server
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(directory, ignore_errors=True)
