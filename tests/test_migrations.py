@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from valuecanvas.db.migrate import MigrationError, discover, migrate
-from valuecanvas.db.doctor import run_checks
 from tests.conftest import MIGRATIONS
+from valuecanvas.db.doctor import run_checks
+from valuecanvas.db.migrate import MigrationError, discover, migrate
 
 EXPECTED_TABLES = {
     "users", "organizations", "teams", "roles", "user_roles", "organization_members",

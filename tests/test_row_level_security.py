@@ -11,18 +11,18 @@ or fail. Each attempt is rolled back, so attempts do not influence each other.
 from __future__ import annotations
 
 import json
-from datetime import date
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests.conftest import Database
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.identity import Identity
-from tests.conftest import Database
 
 ORG_A, ORG_B = uuid.uuid4(), uuid.uuid4()
 ADMIN_A, MEMBER_A, ADMIN_B, OUTSIDER, SPARE, NEWCOMER = (uuid.uuid4() for _ in range(6))
@@ -387,7 +387,7 @@ async def app_pool(database: Database) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-class _Rollback(Exception):
+class _RollbackRequestedError(Exception):
     pass
 
 
@@ -401,8 +401,8 @@ async def attempt(pool: asyncpg.Pool, actor: str, operation: Callable[[Any], Any
                     outcome = await operation(connection)
             except asyncpg.PostgresError as exc:
                 outcome = exc
-            raise _Rollback
-    except _Rollback:
+            raise _RollbackRequestedError
+    except _RollbackRequestedError:
         pass
     return outcome
 
@@ -435,7 +435,7 @@ async def test_each_actor_reaches_exactly_what_the_policies_allow(
         new_row = case.new_row(actor)
         # No RETURNING: it would also need the SELECT policy (audit_logs: members append only).
         inserted = await attempt(
-            app_pool, actor, lambda c: insert(c, case.table, new_row, returning=False)
+            app_pool, actor, lambda c, row=new_row: insert(c, case.table, row, returning=False)
         )
         can += "I" if inserted == "INSERT 0 1" else ""
         updated = await attempt(

@@ -120,7 +120,9 @@ async def _roles(connection: asyncpg.Connection) -> Check:
     )
     if inheriting:
         names = ", ".join(row["rolname"] for row in inheriting)
-        return Check("roles", False, f"login role(s) {names} inherit an API role; make them NOINHERIT")
+        return Check(
+            "roles", False, f"login role(s) {names} inherit an API role; make them NOINHERIT"
+        )
     return Check("roles", True, ", ".join(REQUIRED_ROLES))
 
 
