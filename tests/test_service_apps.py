@@ -1,0 +1,283 @@
+"""The eight service apps: shared endpoints, readiness against real Postgres and Redis,
+request ids, metrics, and the authenticated path through row-level security."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+from fastapi import APIRouter, Request
+from fastapi.testclient import TestClient
+
+from tests.conftest import Database, RedisServer
+from valuecanvas.apps import SERVICES
+from valuecanvas.core.app import create_service_app, get_state
+from valuecanvas.core.identity import Identity, InternalTokenIssuer
+from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.localdev.postgres import TemporaryPostgres
+
+JWT_SECRET = "jwt-secret-for-the-service-tests-0123456789"
+INTERNAL_SECRET = "internal-secret-for-the-service-tests-0123456789"
+
+
+def settings_for(name: str, dsn: str, **overrides: Any) -> ServiceSettings:
+    values: dict[str, Any] = {
+        "database_url": dsn,
+        "jwt_secret": JWT_SECRET,
+        "internal_token_secret": INTERNAL_SECRET,
+        "readiness_timeout_seconds": 2,
+        **overrides,
+    }
+    return SERVICES[name].settings_class()(_env_file=None, **values)
+
+
+def user_token(user: uuid.UUID, **extra: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user),
+        "role": "authenticated",
+        "aud": "authenticated",
+        "exp": now + 300,
+        **extra,
+    }
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def metric_value(text: str, prefix: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_serves_the_shared_endpoints(name: str, database: Database) -> None:
+    app = SERVICES[name].create_app(settings_for(name, database.app_dsn))
+
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok"})
+        spec = client.get("/openapi.json").json()
+        assert spec["info"]["title"] == f"ValueCanvas {SERVICES[name].title}"
+        assert {"/healthz", "/readyz", "/metrics", "/v1/whoami"} <= set(spec["paths"])
+        metrics = client.get("/metrics").text
+
+    assert (
+        f'http_requests_total{{method="GET",route="/readyz",service="{name}",status="200"}} 1.0'
+        in metrics
+    )
+    assert "http_request_duration_seconds_bucket" in metrics
+    assert (
+        f'http_requests_in_flight{{service="{name}"}} 1.0' in metrics
+    )  # the /metrics request itself
+
+
+def test_ports_are_the_specs() -> None:
+    assert {name: spec.port for name, spec in SERVICES.items()} == {
+        "api-gateway": 8000, "opportunity": 8080, "target": 8081, "realization": 8082,
+        "expansion": 8083, "integrity": 8084, "orchestrator": 8085, "llm-proxy": 8086,
+    }  # fmt: skip
+
+
+def test_readiness_follows_the_database_while_liveness_stays_up(migrated_template: str) -> None:
+    with TemporaryPostgres() as own_postgres:
+        app = SERVICES["orchestrator"].create_app(settings_for("orchestrator", own_postgres.dsn()))
+        with TestClient(app) as client:
+            assert client.get("/readyz").status_code == 200
+
+            own_postgres.stop()
+            own_postgres.wait_until_stopped()
+            down = client.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["status"] == "unavailable"
+            assert down.json()["checks"]["database"].startswith("unreachable")
+            assert client.get("/healthz").status_code == 200
+
+            own_postgres.restart()
+            assert client.get("/readyz").status_code == 200
+
+
+def test_readiness_follows_redis_when_configured(
+    database: Database, redis_server: RedisServer
+) -> None:
+    app = SERVICES["llm-proxy"].create_app(
+        settings_for("llm-proxy", database.app_dsn, redis_url=redis_server.url)
+    )
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
+
+        redis_server.process.terminate()
+        redis_server.process.wait(timeout=10)
+        down = client.get("/readyz")
+
+    assert down.status_code == 503
+    assert down.json()["checks"]["database"] == "ok"
+    assert down.json()["checks"]["redis"].startswith("unreachable")
+
+
+def test_a_service_starts_while_the_database_is_down() -> None:
+    app = SERVICES["target"].create_app(settings_for("target", "postgresql://x@127.0.0.1:1/none"))
+
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 503
+
+
+@pytest.fixture
+def echo_server() -> Iterator[str]:
+    """Answers with the X-Request-ID it received (a downstream service, over real HTTP)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (self.headers.get("X-Request-ID") or "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_request_id_is_accepted_returned_and_passed_on(
+    database: Database, echo_server: str
+) -> None:
+    router = APIRouter()
+
+    @router.get("/call-downstream")
+    async def call_downstream(request: Request) -> dict[str, str]:
+        response = await get_state(request).http.get(echo_server)
+        return {"downstream_saw": response.text}
+
+    app = create_service_app(
+        settings_for("opportunity", database.app_dsn), title="t", description="d", routers=[router]
+    )
+    with TestClient(app) as client:
+        given = client.get("/call-downstream", headers={"X-Request-ID": "req-123.abc"})
+        invalid = client.get("/call-downstream", headers={"X-Request-ID": "bad id\twith spaces"})
+        generated = client.get("/call-downstream")
+
+    assert given.headers["X-Request-ID"] == "req-123.abc"
+    assert given.json() == {"downstream_saw": "req-123.abc"}
+    assert invalid.headers["X-Request-ID"] != "bad id\twith spaces"
+    assert invalid.json() == {"downstream_saw": invalid.headers["X-Request-ID"]}
+    assert len(generated.headers["X-Request-ID"]) == 32
+    assert generated.json() == {"downstream_saw": generated.headers["X-Request-ID"]}
+
+
+@pytest.fixture
+async def member(database: Database) -> tuple[uuid.UUID, uuid.UUID]:
+    user, org = uuid.uuid4(), uuid.uuid4()
+    owner = await asyncpg.connect(database.owner_dsn)
+    try:
+        await owner.execute(
+            "insert into public.users (id, email) values ($1, 'm@example.test')", user
+        )
+        await owner.execute(
+            "insert into public.organizations (id, name, slug) values ($1, 'Acme', 'acme'),"
+            " ($2, 'Other', 'other')",
+            org,
+            uuid.uuid4(),
+        )
+        await owner.execute(
+            "insert into public.organization_members values ($1, $2, 'member')", org, user
+        )
+    finally:
+        await owner.close()
+    return user, org
+
+
+def test_whoami_sees_only_the_callers_organizations(
+    database: Database, member: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    user, org = member
+    app = SERVICES["api-gateway"].create_app(settings_for("api-gateway", database.app_dsn))
+    with TestClient(app) as client:
+        mine = client.get(
+            "/v1/whoami",
+            headers={"Authorization": f"Bearer {user_token(user, organization_id=str(org))}"},
+        )
+        stranger = client.get(
+            "/v1/whoami", headers={"Authorization": f"Bearer {user_token(uuid.uuid4())}"}
+        )
+
+    assert mine.status_code == 200
+    assert mine.json()["organizations"] == [{"id": str(org), "name": "Acme"}]
+    assert (mine.json()["user_id"], mine.json()["organization_id"]) == (str(user), str(org))
+    assert stranger.json()["organizations"] == []
+
+
+def test_an_internal_token_is_verified_like_a_user_token(
+    database: Database, member: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    user, org = member
+    identity = Identity(user_id=user, organization_id=org, role="authenticated", via="user_token")
+    token = InternalTokenIssuer("orchestrator", INTERNAL_SECRET).mint(identity)
+    app = SERVICES["target"].create_app(settings_for("target", database.app_dsn))
+
+    with TestClient(app) as client:
+        response = client.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.json()["via"] == "internal_token"
+    assert response.json()["actor"] == "orchestrator"
+    assert response.json()["organizations"] == [{"id": str(org), "name": "Acme"}]
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing bearer token"),
+        ("Basic dXNlcjpwYXNz", "missing bearer token"),
+        ("Bearer not-a-jwt", "malformed token"),
+        (
+            "Bearer "
+            + jwt.encode({"sub": str(uuid.uuid4()), "aud": "authenticated", "exp": 1}, JWT_SECRET),
+            "token expired",
+        ),
+    ],
+)
+def test_a_bad_token_gets_401_with_a_reason_and_touches_nothing(
+    database: Database, header: str | None, reason: str
+) -> None:
+    app = SERVICES["integrity"].create_app(settings_for("integrity", database.app_dsn))
+    with TestClient(app) as client:
+        response = client.get("/v1/whoami", headers={"Authorization": header} if header else {})
+        metrics = client.get("/metrics").text
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"type": "authentication_error", "code": "invalid_token", "message": reason}
+    }
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert metric_value(metrics, "db_caller_transactions_total") == 0
+
+
+def test_metrics_can_be_switched_off(database: Database) -> None:
+    app = SERVICES["expansion"].create_app(
+        settings_for("expansion", database.app_dsn, metrics_enabled=False)
+    )
+
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 404
+
+
+def test_unknown_routes_share_one_metrics_label(database: Database) -> None:
+    app = SERVICES["realization"].create_app(settings_for("realization", database.app_dsn))
+    with TestClient(app) as client:
+        for path in ("/a", "/b/c", "/d?x=1"):
+            assert client.get(path).status_code == 404
+        metrics = client.get("/metrics").text
+
+    assert 'route="<unmatched>",service="realization",status="404"} 3.0' in metrics
