@@ -63,7 +63,7 @@ def jwks_url() -> Iterator[str]:
                 {**rsa_jwk, "kid": "rsa-1", "alg": "RS256", "use": "sig"},
                 {**ec_jwk, "kid": "ec-1", "alg": "ES256", "use": "sig"},
             ]
-        }  # fmt: skip
+        }
     ).encode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -246,7 +246,7 @@ async def test_internal_tokens_are_short_lived_and_need_the_internal_key() -> No
             "iss": INTERNAL_ISSUER,
             "aud": INTERNAL_AUDIENCE,
             "exp": int(time.time()) - 120,
-        },  # fmt: skip
+        },
         INTERNAL_SECRET,
         algorithm="HS256",
     )

@@ -158,7 +158,8 @@ def test_the_settings_file_and_secrets_stay_private(platform: Platform) -> None:
         r"^DATABASE_URL=postgresql://valuecanvas_app:\w{40}@127\.0\.0\.1:", settings, re.M
     )
     jwt_secret = re.search(r"^JWT_SECRET=(\w+)$", settings, re.M)
-    assert jwt_secret and len(jwt_secret.group(1)) == 40
+    assert jwt_secret
+    assert len(jwt_secret.group(1)) == 40
     logs = "".join(path.read_text() for path in (platform.state_dir / "logs").glob("*.log"))
     assert jwt_secret.group(1) not in logs
 
