@@ -27,11 +27,13 @@ up: $(STAMP) ## Bring the platform up (inventory: INVENTORY, default local)
 down: $(STAMP) ## Stop what `make up` started (data is kept)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
-status: $(STAMP) ## Show the local services and their states
-	@$(BIN)/valuecanvas local status
+STATE_DIR ?= .state
+
+status: $(STAMP) ## Show the local programs and their states
+	@$(BIN)/supervisorctl -c $(STATE_DIR)/supervisor/supervisord.conf status
 
 doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, roles present
-	@$(BIN)/valuecanvas doctor --env-file .state/platform.env
+	@$(BIN)/valuecanvas doctor --env-file $(STATE_DIR)/secrets/migrate.env
 
 lint: $(STAMP) ## ruff, mypy, yamllint, ansible-lint
 	$(BIN)/ruff check .
