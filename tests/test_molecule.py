@@ -1,0 +1,47 @@
+"""Every role's molecule `default` scenario: converge, idempotence and an assert-based
+verify, run as `molecule test` from the role's directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+ROLES_WITH_SCENARIOS = sorted(
+    path.parents[2].name for path in REPO.glob("roles/*/molecule/default/molecule.yml")
+)
+
+
+def test_every_role_has_a_molecule_scenario() -> None:
+    roles = sorted(path.name for path in (REPO / "roles").iterdir() if (path / "tasks").is_dir())
+
+    assert roles == ROLES_WITH_SCENARIOS
+
+
+@pytest.mark.platform
+@pytest.mark.parametrize("role", ROLES_WITH_SCENARIOS)
+def test_molecule_scenario(role: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "molecule"), "test", "--scenario-name", "default"],
+        cwd=REPO / "roles" / role,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "MOLECULE_PYTHON": sys.executable,
+            "ANSIBLE_NOCOLOR": "1",
+            "NO_COLOR": "1",
+        },
+    )
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert "idempotence: Executed: Successful" in result.stdout + result.stderr
+    assert "verify: Executed: Successful" in result.stdout + result.stderr
