@@ -39,11 +39,7 @@ def migrated_template(postgres: TemporaryPostgres) -> str:
     """A database with every migration applied, copied for each test that needs one."""
 
     async def build() -> None:
-        admin = await asyncpg.connect(postgres.dsn())
-        try:
-            await admin.execute(f"create database {TEMPLATE_DB}")
-        finally:
-            await admin.close()
+        await _admin(postgres, f"create database {TEMPLATE_DB}")
         await migrate(postgres.dsn(TEMPLATE_DB), MIGRATIONS, report=lambda _: None)
         owner = await asyncpg.connect(postgres.dsn(TEMPLATE_DB))
         try:
@@ -58,6 +54,14 @@ def migrated_template(postgres: TemporaryPostgres) -> str:
     return TEMPLATE_DB
 
 
+async def _admin(postgres: TemporaryPostgres, statement: str) -> None:
+    connection = await asyncpg.connect(postgres.dsn())
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 @dataclass(frozen=True)
 class Database:
     name: str
@@ -69,38 +73,22 @@ class Database:
 async def database(postgres: TemporaryPostgres, migrated_template: str) -> AsyncIterator[Database]:
     """A fresh, fully migrated database for one test."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"create database {name} template {migrated_template}")
-    finally:
-        await admin.close()
+    await _admin(postgres, f"create database {name} template {migrated_template}")
     yield Database(
         name=name,
         owner_dsn=postgres.dsn(name),
         app_dsn=postgres.dsn(name, user=APP_ROLE, password=APP_PASSWORD),
     )
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"drop database if exists {name} with (force)")
-    finally:
-        await admin.close()
+    await _admin(postgres, f"drop database if exists {name} with (force)")
 
 
 @pytest.fixture
 async def empty_database(postgres: TemporaryPostgres) -> AsyncIterator[str]:
     """A database with nothing applied; yields its DSN."""
     name = f"empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"create database {name}")
-    finally:
-        await admin.close()
+    await _admin(postgres, f"create database {name}")
     yield postgres.dsn(name)
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"drop database if exists {name} with (force)")
-    finally:
-        await admin.close()
+    await _admin(postgres, f"drop database if exists {name} with (force)")
 
 
 @dataclass

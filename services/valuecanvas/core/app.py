@@ -24,8 +24,9 @@ from valuecanvas.core.identity import (
     TokenVerifier,
 )
 from valuecanvas.core.logging import get_logger
-from valuecanvas.core.metrics import MetricsMiddleware, ServiceMetrics
-from valuecanvas.core.requestid import RequestIdMiddleware, create_http_client
+from valuecanvas.core.metrics import ServiceMetrics
+from valuecanvas.core.middleware import RequestMiddleware
+from valuecanvas.core.requestid import create_http_client
 from valuecanvas.core.settings import ServiceSettings
 
 _log = get_logger("valuecanvas.app")
@@ -212,6 +213,5 @@ def create_service_app(
     app.include_router(_shared_router())
     for router in routers:
         app.include_router(router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app)
-    app.add_middleware(RequestIdMiddleware, quiet_paths=PROBE_PATHS)
+    app.add_middleware(RequestMiddleware, metrics=metrics, router_app=app, quiet_paths=PROBE_PATHS)
     return app

@@ -7,12 +7,11 @@ label set bounded.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 # The *_created series double the output and no dashboard here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -65,37 +64,3 @@ def route_template(app: ASGIApp, scope: Scope) -> str:
         if match is Match.FULL:
             return str(candidate.path)
     return UNMATCHED_ROUTE
-
-
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, router_app: ASGIApp) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.router_app = router_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        service = self.metrics.service
-        gauge = self.metrics.in_flight.labels(service)
-        gauge.inc()
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            gauge.dec()
-            route = route_template(self.router_app, scope)
-            method = scope["method"]
-            self.metrics.requests.labels(service, route, method, str(status)).inc()
-            self.metrics.latency.labels(service, route, method).observe(
-                time.perf_counter() - started
-            )

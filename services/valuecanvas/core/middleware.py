@@ -1,0 +1,80 @@
+"""One ASGI middleware per request: the request id, the request's log line and its metrics.
+
+Pure ASGI (no body buffering, one wrapper of ``send``), so streamed responses pass through
+untouched and the per-request cost stays small.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from valuecanvas.core.logging import get_logger
+from valuecanvas.core.metrics import ServiceMetrics, route_template
+from valuecanvas.core.requestid import accept_or_generate, bind_request_id, unbind_request_id
+
+_log = get_logger("valuecanvas.request")
+
+
+class RequestMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServiceMetrics,
+        router_app: ASGIApp,
+        quiet_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.router_app = router_app
+        self.quiet_paths = quiet_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+        )
+        request_id = accept_or_generate(incoming)
+        token = bind_request_id(request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        in_flight = self.metrics.in_flight.labels(self.metrics.service)
+        in_flight.inc()
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            in_flight.dec()
+            route = route_template(self.router_app, scope)
+            method = scope["method"]
+            self.metrics.requests.labels(self.metrics.service, route, method, str(status)).inc()
+            self.metrics.latency.labels(self.metrics.service, route, method).observe(elapsed)
+            if scope["path"] not in self.quiet_paths:
+                _log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.clear_contextvars()
+            unbind_request_id(token)
