@@ -14,12 +14,15 @@ from tests.conftest import MIGRATIONS
 from valuecanvas.db.doctor import run_checks
 from valuecanvas.db.migrate import MigrationError, discover, migrate
 
-EXPECTED_TABLES = {
+SPEC_TABLES = {
     "users", "organizations", "teams", "roles", "user_roles", "organization_members",
     "team_members", "user_sessions", "audit_logs", "integrations", "api_keys", "webhooks",
     "notification_preferences", "billing_invoices", "policy_enforcement", "agent_audit_log",
     "workflow_definitions", "workflow_executions",
 }  # fmt: skip
+# Tables the platform adds for its own needs, under the same rules.
+PLATFORM_TABLES = {"llm_usage"}
+EXPECTED_TABLES = SPEC_TABLES | PLATFORM_TABLES
 
 
 def quiet(_: str) -> None:

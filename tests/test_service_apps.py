@@ -258,7 +258,12 @@ def test_a_bad_token_gets_401_with_a_reason_and_touches_nothing(
 
     assert response.status_code == 401
     assert response.json() == {
-        "error": {"type": "authentication_error", "code": "invalid_token", "message": reason}
+        "error": {
+            "message": reason,
+            "type": "authentication_error",
+            "param": None,
+            "code": "invalid_token",
+        }
     }
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     assert metric_value(metrics, "db_caller_transactions_total") == 0

@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from valuecanvas.apps import SERVICES
-    from valuecanvas.core.logging import configure_logging
+    from valuecanvas.core.logging import configure_logging, register_secrets
 
     spec = SERVICES[args.name]
     try:
@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
     configure_logging(spec.name, settings.log_level)
+    register_secrets(*(secret.get_secret_value() for secret in settings.secret_fields().values()))
     uvicorn.run(
         spec.create_app(settings),
         host=settings.host,

@@ -49,11 +49,13 @@ class ServiceSpec:
         return self.settings_class()(_env_file=env_file)
 
     def create_app(self, settings: ServiceSettings | None = None) -> FastAPI:
+        module = importlib.import_module(f"valuecanvas.apps.{self.module}")
         return create_service_app(
             settings or self.load_settings(),
             title=f"ValueCanvas {self.title}",
             description=self.description,
             routers=self.routers(),
+            extension=getattr(module, "EXTENSION", None),
         )
 
 

@@ -4,8 +4,8 @@ endpoints (/healthz, /readyz, /metrics, /v1/whoami) and the shared middleware.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -44,6 +44,8 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     internal_tokens: InternalTokenIssuer
+    # What a service adds to the lifespan (the llm-proxy's limiter, ledger, providers).
+    extension: Any = None
 
 
 def get_state(request: Request) -> AppState:
@@ -63,8 +65,21 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     )
 
 
-def error_body(kind: str, code: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "code": code, "message": message}}
+def error_body(kind: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape, used by every service."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    kind: str,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(kind, code, message, param), status_code=status, headers=headers)
 
 
 class UnauthorizedError(Exception):
@@ -89,9 +104,11 @@ Caller = Annotated[Identity, Depends(require_identity)]
 
 async def _unauthorized_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, UnauthorizedError)
-    return JSONResponse(
-        error_body("authentication_error", "invalid_token", exc.reason),
-        status_code=401,
+    return error_response(
+        401,
+        "authentication_error",
+        "invalid_token",
+        exc.reason,
         headers={
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'
         },
@@ -138,7 +155,7 @@ def _shared_router() -> APIRouter:
     async def metrics(request: Request) -> Response:
         state = get_state(request)
         if not state.settings.metrics_enabled:
-            return JSONResponse(error_body("not_found", "metrics_disabled", "metrics are off"), 404)
+            return error_response(404, "not_found", "metrics_disabled", "metrics are off")
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @router.get(
@@ -162,12 +179,16 @@ def _shared_router() -> APIRouter:
     return router
 
 
+Extension = Callable[[AppState], AbstractAsyncContextManager[Any]]
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
     title: str,
     description: str,
     routers: Sequence[APIRouter] = (),
+    extension: Extension | None = None,
 ) -> FastAPI:
     """Build one service's ASGI app. Settings are validated before this is called."""
     metrics = ServiceMetrics(settings.service_name)
@@ -200,7 +221,12 @@ def create_service_app(
         )
         _log.info("started", environment=settings.environment.value, port=settings.port)
         try:
-            yield {"platform": state}
+            if extension is None:
+                yield {"platform": state}
+            else:
+                async with extension(state) as extra:
+                    state.extension = extra
+                    yield {"platform": state}
         finally:
             await http.aclose()
             if redis_client is not None:

@@ -46,6 +46,8 @@ class RequestMiddleware:
         in_flight = self.metrics.in_flight.labels(self.metrics.service)
         in_flight.inc()
         started = time.perf_counter()
+        # Handlers read this to report their own overhead (the llm-proxy does).
+        scope.setdefault("state", {})["request_started"] = started
         status = 500
 
         async def send_with_id(message: Message) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -186,6 +187,52 @@ class IntegrationsInsert(BaseModel):
     created_by: UUID | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+class LlmUsageRow(BaseModel):
+    """A row of public.llm_usage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    user_id: UUID | None
+    organization_id: UUID | None
+    logical_model: str
+    provider: str
+    provider_model: str
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool
+    cost_usd: Decimal
+    latency_ms: int
+    status: Literal["succeeded", "failed"]
+    error: str | None
+    streamed: bool
+    created_at: datetime
+
+
+class LlmUsageInsert(BaseModel):
+    """What an insert into public.llm_usage may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    user_id: UUID | None = None
+    organization_id: UUID | None = None
+    logical_model: str
+    provider: str
+    provider_model: str
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool | None = None
+    cost_usd: Decimal
+    latency_ms: int
+    status: Literal["succeeded", "failed"]
+    error: str | None = None
+    streamed: bool | None = None
+    created_at: datetime | None = None
 
 
 class NotificationPreferencesRow(BaseModel):

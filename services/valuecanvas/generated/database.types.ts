@@ -213,6 +213,62 @@ export type Database = {
           updated_at?: string;
         };
       };
+      llm_usage: {
+        Row: {
+          request_id: string;
+          user_id: string | null;
+          organization_id: string | null;
+          logical_model: string;
+          provider: string;
+          provider_model: string;
+          attempts: number;
+          prompt_tokens: number;
+          completion_tokens: number;
+          tokens_estimated: boolean;
+          cost_usd: number;
+          latency_ms: number;
+          status: "succeeded" | "failed";
+          error: string | null;
+          streamed: boolean;
+          created_at: string;
+        };
+        Insert: {
+          request_id: string;
+          user_id?: string | null;
+          organization_id?: string | null;
+          logical_model: string;
+          provider: string;
+          provider_model: string;
+          attempts: number;
+          prompt_tokens: number;
+          completion_tokens: number;
+          tokens_estimated?: boolean;
+          cost_usd: number;
+          latency_ms: number;
+          status: "succeeded" | "failed";
+          error?: string | null;
+          streamed?: boolean;
+          created_at?: string;
+        };
+        Update: {
+          request_id?: string;
+          user_id?: string | null;
+          organization_id?: string | null;
+          logical_model?: string;
+          provider?: string;
+          provider_model?: string;
+          attempts?: number;
+          prompt_tokens?: number;
+          completion_tokens?: number;
+          tokens_estimated?: boolean;
+          cost_usd?: number;
+          latency_ms?: number;
+          status?: "succeeded" | "failed";
+          error?: string | null;
+          streamed?: boolean;
+          created_at?: string;
+        };
+      };
       notification_preferences: {
         Row: {
           user_id: string;

@@ -1,0 +1,510 @@
+"""The llm-proxy's OpenAI-compatible API: /v1/chat/completions, /v1/models, /v1/usage.
+
+The caller's user and organization come only from the verified token (a user JWT, or an
+internal token carrying them), never from the request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from valuecanvas.core.app import Caller, error_response, get_state
+from valuecanvas.core.db import caller_transaction
+from valuecanvas.core.identity import Identity
+from valuecanvas.core.logging import get_logger
+from valuecanvas.core.requestid import current_request_id
+from valuecanvas.llm.config import Provider
+from valuecanvas.llm.ledger import LedgerEntry, insert_entries
+from valuecanvas.llm.offline import estimate_tokens, offline_chunks, offline_completion, prompt_text
+from valuecanvas.llm.ratelimit import Decision, RateLimiterUnavailableError
+from valuecanvas.llm.runtime import LlmRuntime
+from valuecanvas.llm.upstream import (
+    DONE,
+    AllProvidersFailedError,
+    Attempts,
+    ClientRequestError,
+    UpstreamError,
+)
+
+router = APIRouter(tags=["llm"])
+_log = get_logger("valuecanvas.llm.api")
+
+
+class BadRequestError(Exception):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+    def response(self) -> JSONResponse:
+        return error_response(
+            self.status, "invalid_request_error", self.code, self.message, param=self.param
+        )
+
+
+def runtime_of(request: Request) -> LlmRuntime:
+    runtime: LlmRuntime = get_state(request).extension
+    return runtime
+
+
+async def read_request(request: Request, runtime: LlmRuntime) -> dict[str, Any]:
+    """The body as a JSON object, within the size cap; a clear 4xx otherwise."""
+    cap = runtime.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise BadRequestError(
+            413, "request_too_large", f"request body is over the {cap}-byte limit"
+        )
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > cap:
+            raise BadRequestError(
+                413, "request_too_large", f"request body is over the {cap}-byte limit"
+            )
+    try:
+        body = json.loads(received)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequestError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequestError(400, "invalid_body", "request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequestError(
+            400, "missing_model", "'model' is required and must be a string", "model"
+        )
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) for m in messages)
+    ):
+        raise BadRequestError(
+            400, "invalid_messages", "'messages' must be a non-empty list of objects", "messages"
+        )
+    if model not in runtime.models():
+        known = ", ".join(runtime.models())
+        raise BadRequestError(
+            404, "model_not_found", f"model {model!r} does not exist; known: {known}", "model"
+        )
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise BadRequestError(400, "invalid_stream", "'stream' must be true or false", "stream")
+    return body
+
+
+def rate_headers(decision: Decision) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(max(0, decision.remaining)),
+        "X-RateLimit-Reset": str(decision.reset_seconds),
+    }
+
+
+def proxy_headers(provider: str, attempts: int, overhead_seconds: float) -> dict[str, str]:
+    return {
+        "X-ValueCanvas-Provider": provider,
+        "X-ValueCanvas-Attempts": str(attempts),
+        "X-ValueCanvas-Overhead-Ms": f"{max(0.0, overhead_seconds) * 1000:.2f}",
+    }
+
+
+def _usage(
+    body: dict[str, Any], messages: list[Any], completion_text: str
+) -> tuple[int, int, bool]:
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+    if (
+        usage
+        and isinstance(usage.get("prompt_tokens"), int)
+        and isinstance(usage.get("completion_tokens"), int)
+    ):
+        return usage["prompt_tokens"], usage["completion_tokens"], False
+    return (
+        estimate_tokens(prompt_text(messages)),
+        estimate_tokens(completion_text) if completion_text else 0,
+        True,
+    )
+
+
+def _entry(
+    identity: Identity,
+    request_id: str,
+    logical: str,
+    provider: Provider | None,
+    provider_model: str,
+    attempts: int,
+    tokens: tuple[int, int, bool],
+    latency_seconds: float,
+    status: str,
+    *,
+    error: str | None = None,
+    streamed: bool = False,
+) -> LedgerEntry:
+    prompt, completion, estimated = tokens
+    price = provider.prices.get(provider_model) if provider is not None else None
+    cost = price.cost(prompt, completion) if price is not None else Decimal(0)
+    return LedgerEntry(
+        request_id=request_id,
+        user_id=str(identity.user_id) if identity.user_id else None,
+        organization_id=str(identity.organization_id) if identity.organization_id else None,
+        logical_model=logical,
+        provider=provider.name if provider else "none",
+        provider_model=provider_model or "none",
+        attempts=max(1, attempts),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        tokens_estimated=estimated,
+        cost_usd=str(cost),
+        latency_ms=int(latency_seconds * 1000),
+        status=status,
+        error=error[:2000] if error else None,
+        streamed=streamed,
+    )
+
+
+async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> None:
+    """Queue the entry durably; if the queue is down, write it straight to Postgres."""
+    metrics = runtime.metrics
+    metrics.requests.labels(entry.provider, entry.provider_model, entry.status).inc()
+    metrics.tokens.labels(entry.provider, entry.provider_model, "prompt").inc(entry.prompt_tokens)
+    metrics.tokens.labels(entry.provider, entry.provider_model, "completion").inc(
+        entry.completion_tokens
+    )
+    metrics.cost.labels(entry.provider, entry.provider_model).inc(float(entry.cost_usd))
+    _log.info(
+        "completion",
+        provider=entry.provider,
+        model=entry.provider_model,
+        logical_model=entry.logical_model,
+        attempts=entry.attempts,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        tokens_estimated=entry.tokens_estimated,
+        cost_usd=entry.cost_usd,
+        status=entry.status,
+        error=entry.error,
+        offline=entry.provider == "offline",
+    )
+    try:
+        await runtime.ledger.record(entry)
+        return
+    except Exception as exc:  # the queue is down: fall back to the database, then to the log
+        metrics.ledger_failures.inc()
+        _log.error("ledger queue unavailable; writing directly", error=type(exc).__name__)
+    try:
+        await insert_entries(get_state(request).pool, [entry])
+    except Exception as exc:
+        _log.error("ledger entry not stored", error=type(exc).__name__, entry=entry.to_json())
+
+
+@router.get("/v1/models", summary="The logical models this proxy serves")
+async def list_models(request: Request, caller: Caller) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    return {
+        "object": "list",
+        "data": [
+            {"id": model, "object": "model", "created": 0, "owned_by": "valuecanvas"}
+            for model in runtime.models()
+        ],
+    }
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI-compatible chat completions, plain or streamed",
+    responses={
+        400: {"description": "malformed request"},
+        404: {"description": "unknown model"},
+        413: {"description": "body over the size cap"},
+        429: {"description": "a rate limit; see Retry-After"},
+        502: {"description": "every provider failed"},
+        503: {"description": "the rate limiter is unreachable"},
+    },
+)
+async def chat_completions(request: Request, caller: Caller) -> Response:
+    runtime = runtime_of(request)
+    started = request.scope.get("state", {}).get("request_started", time.perf_counter())
+    request_id = current_request_id() or "unknown"
+    try:
+        body = await read_request(request, runtime)
+    except BadRequestError as error:
+        return error.response()
+    if runtime.log_bodies:
+        _log.info("request body", body=body)
+
+    user_key = str(caller.user_id) if caller.user_id else f"service:{caller.actor or caller.role}"
+    try:
+        decision = await runtime.limiter.check(user_key, caller.organization_id, request_id)
+    except RateLimiterUnavailableError as error:
+        runtime.metrics.limiter_unavailable.inc()
+        _log.error("rate limiter unavailable; refusing", error=str(error))
+        return error_response(503, "service_unavailable", "rate_limiter_unavailable",
+                              "rate limits cannot be checked right now; try again shortly",
+                              headers={"Retry-After": "5"})  # fmt: skip
+    if not decision.admitted:
+        runtime.metrics.refusals.labels(decision.scope).inc()
+        return error_response(
+            429, "rate_limit_error", f"{decision.scope}_rate_limit_exceeded",
+            f"the {decision.scope} limit of {decision.limit} requests per hour is reached",
+            headers={**rate_headers(decision), "Retry-After": str(decision.reset_seconds)},
+        )  # fmt: skip
+
+    payload = {
+        key: value for key, value in body.items() if key not in ("user", "stream", "stream_options")
+    }
+    if body.get("stream"):
+        return await _stream(request, runtime, caller, body, payload, decision, started, request_id)
+    return await _complete(request, runtime, caller, body, payload, decision, started, request_id)
+
+
+async def _complete(
+    request: Request, runtime: LlmRuntime, caller: Identity, body: dict[str, Any], payload: dict[str, Any],
+    decision: Decision, started: float, request_id: str,
+) -> Response:  # fmt: skip
+    logical, messages = body["model"], body["messages"]
+    if runtime.offline:
+        provider = runtime.providers[0]
+        answer = offline_completion(request_id, logical, messages)
+        entry = _entry(caller, request_id, logical, provider, provider.models[logical], 1,
+                       _usage(answer, messages, ""), time.perf_counter() - started, "succeeded")  # fmt: skip
+        await record(request, runtime, entry)
+        overhead = time.perf_counter() - started
+        return JSONResponse(
+            answer, headers={**rate_headers(decision), **proxy_headers("offline", 1, overhead)}
+        )
+    try:
+        completion = await runtime.upstream.complete(logical, payload, request_id)
+    except ClientRequestError as error:
+        entry = _entry(caller, request_id, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
+                       "failed", error=f"{error.provider} answered {error.status}")  # fmt: skip
+        await record(request, runtime, replace(entry, provider=error.provider))
+        return Response(error.body, status_code=error.status, media_type=error.content_type,
+                        headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
+    except AllProvidersFailedError as error:
+        return await _all_failed(
+            request, runtime, caller, logical, error, decision, started, request_id
+        )
+    attempts = completion.attempts
+    text = "".join(
+        str(choice.get("message", {}).get("content") or "")
+        for choice in completion.body.get("choices", [])
+    )
+    entry = _entry(caller, request_id, logical, attempts.provider, attempts.provider_model, attempts.count,
+                   _usage(completion.body, messages, text), time.perf_counter() - started, "succeeded")  # fmt: skip
+    await record(request, runtime, entry)
+    if runtime.log_bodies:
+        _log.info("response body", body=completion.body)
+    overhead = time.perf_counter() - started - attempts.upstream_seconds - attempts.backoff_seconds
+    assert attempts.provider is not None
+    return JSONResponse(
+        completion.body,
+        headers={
+            **rate_headers(decision),
+            **proxy_headers(attempts.provider.name, attempts.count, overhead),
+        },
+    )
+
+
+async def _all_failed(
+    request: Request, runtime: LlmRuntime, caller: Identity, logical: str, error: AllProvidersFailedError,
+    decision: Decision, started: float, request_id: str,
+) -> Response:  # fmt: skip
+    reason = "; ".join(error.reasons) or "no provider is available"
+    entry = _entry(caller, request_id, logical, None, "", error.attempts, (0, 0, False),
+                   time.perf_counter() - started, "failed", error=reason)  # fmt: skip
+    await record(request, runtime, entry)
+    return error_response(502, "upstream_error", "all_providers_failed", f"every provider failed: {reason}",
+                          headers={**rate_headers(decision), "X-ValueCanvas-Attempts": str(error.attempts)})  # fmt: skip
+
+
+def _sse(event: Any) -> bytes:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+async def _stream(
+    request: Request, runtime: LlmRuntime, caller: Identity, body: dict[str, Any], payload: dict[str, Any],
+    decision: Decision, started: float, request_id: str,
+) -> Response:  # fmt: skip
+    logical, messages = body["model"], body["messages"]
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if runtime.offline:
+        provider = runtime.providers[0]
+        chunks = list(offline_chunks(request_id, logical, messages))
+        entry = _entry(caller, request_id, logical, provider, provider.models[logical], 1,
+                       _usage(chunks[-1], messages, ""), time.perf_counter() - started, "succeeded",
+                       streamed=True)  # fmt: skip
+
+        async def offline_events() -> AsyncIterator[bytes]:
+            await record(request, runtime, entry)
+            for chunk in chunks:
+                yield _sse(
+                    chunk if wants_usage else {k: v for k, v in chunk.items() if k != "usage"}
+                )
+            yield b"data: [DONE]\n\n"
+
+        headers = {
+            **rate_headers(decision),
+            **proxy_headers("offline", 1, time.perf_counter() - started),
+        }
+        return StreamingResponse(offline_events(), media_type="text/event-stream", headers=headers)
+
+    try:
+        opened = await runtime.upstream.open_stream(logical, payload, request_id)
+    except ClientRequestError as error:
+        return Response(error.body, status_code=error.status, media_type=error.content_type,
+                        headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
+    except AllProvidersFailedError as error:
+        return await _all_failed(
+            request, runtime, caller, logical, error, decision, started, request_id
+        )
+    attempts: Attempts = opened.attempts
+    assert attempts.provider is not None
+    provider = attempts.provider
+    overhead = time.perf_counter() - started - attempts.upstream_seconds - attempts.backoff_seconds
+
+    async def relay() -> AsyncIterator[bytes]:
+        text: list[str] = []
+        usage: dict[str, Any] | None = None
+        finish: str | None = None
+        failure: str | None = None
+        recorded = False
+
+        def ledger_entry(status: str, error: str | None = None) -> LedgerEntry:
+            tokens = _usage({"usage": usage} if usage else {}, messages, "".join(text))
+            return _entry(caller, request_id, logical, provider, attempts.provider_model, attempts.count, tokens,
+                          time.perf_counter() - started, status, error=error, streamed=True)  # fmt: skip
+
+        try:
+            event: Any = opened.first
+            while event is not DONE:
+                if isinstance(event, dict):
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        finish = choice.get("finish_reason") or finish
+                        content = (choice.get("delta") or {}).get("content")
+                        if isinstance(content, str):
+                            text.append(content)
+                    usage_only = not event.get("choices") and "usage" in event
+                    if not usage_only or wants_usage:
+                        forwarded = (
+                            event
+                            if wants_usage
+                            else {k: v for k, v in event.items() if k != "usage"}
+                        )
+                        yield _sse(forwarded)
+                try:
+                    event = await anext(opened.events)
+                except StopAsyncIteration:
+                    break
+            if finish is None:
+                failure = "the provider ended the stream without a finish reason"
+        except (UpstreamError, OSError, Exception) as error:  # any break after the first byte
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            failure = (
+                f"the provider stream failed: {getattr(error, 'reason', type(error).__name__)}"
+            )
+        finally:
+            await opened.aclose()
+            if failure is None and finish is not None:
+                await record(request, runtime, ledger_entry("succeeded"))
+                recorded = True
+            elif not recorded:
+                runtime.breakers[provider.name].record_failure()
+                # Shielded: a client that went away must not cancel the spend record.
+                await asyncio.shield(
+                    record(request, runtime, ledger_entry("failed", failure or "client went away"))
+                )
+                recorded = True
+        if failure is None:
+            yield b"data: [DONE]\n\n"
+        else:
+            yield _sse({"error": {"message": failure, "type": "upstream_error", "param": None,
+                                  "code": "stream_interrupted"}})  # fmt: skip
+
+    headers = {**rate_headers(decision), **proxy_headers(provider.name, attempts.count, overhead)}
+    return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
+
+
+@router.get(
+    "/v1/usage", summary="Requests, tokens, cost and errors per user, organization, model and day"
+)
+async def usage(
+    request: Request,
+    caller: Caller,
+    scope: Literal["me", "organization"] = "me",
+    start: Annotated[
+        date | None, Query(description="first day, inclusive (default: 30 days ago)")
+    ] = None,
+    end: Annotated[date | None, Query(description="last day, inclusive (default: today)")] = None,
+) -> Response:
+    state = get_state(request)
+    today = datetime.now(UTC).date()
+    start = start or today - timedelta(days=30)
+    end = end or today
+    if end < start:
+        return error_response(
+            400, "invalid_request_error", "invalid_range", "'end' is before 'start'", param="end"
+        )
+    async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
+        if scope == "organization":
+            role = None
+            if caller.organization_id is not None and caller.user_id is not None:
+                role = await connection.fetchval(
+                    "select role from public.organization_members where organization_id = $1 and user_id = $2",
+                    caller.organization_id,
+                    caller.user_id,
+                )
+            if role not in ("owner", "admin"):
+                return error_response(403, "permission_error", "not_an_admin",
+                                      "organization usage is for the organization's admins")  # fmt: skip
+            condition, subject = "organization_id = $3", caller.organization_id
+        else:
+            condition, subject = "user_id = $3", caller.user_id
+        rows = await connection.fetch(
+            f"""
+            select (created_at at time zone 'UTC')::date as day, user_id, organization_id, logical_model,
+                   count(*) as requests, sum(prompt_tokens) as prompt_tokens,
+                   sum(completion_tokens) as completion_tokens, sum(cost_usd) as cost_usd,
+                   count(*) filter (where status = 'failed') as errors
+            from public.llm_usage
+            where created_at >= $1 and created_at < $2 and {condition}
+            group by 1, 2, 3, 4
+            order by 1, 2, 3, 4
+            """,  # noqa: S608 (condition is one of two constants)
+            datetime.combine(start, datetime.min.time(), UTC),
+            datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC),
+            subject,
+        )
+    items = [
+        {
+            "day": row["day"].isoformat(),
+            "user_id": str(row["user_id"]) if row["user_id"] else None,
+            "organization_id": str(row["organization_id"]) if row["organization_id"] else None,
+            "model": row["logical_model"],
+            "requests": row["requests"],
+            "prompt_tokens": int(row["prompt_tokens"]),
+            "completion_tokens": int(row["completion_tokens"]),
+            "cost_usd": str(row["cost_usd"]),
+            "errors": row["errors"],
+        }
+        for row in rows
+    ]
+    totals = {
+        "requests": sum(item["requests"] for item in items),
+        "prompt_tokens": sum(item["prompt_tokens"] for item in items),
+        "completion_tokens": sum(item["completion_tokens"] for item in items),
+        "cost_usd": str(sum((Decimal(item["cost_usd"]) for item in items), Decimal(0))),
+        "errors": sum(item["errors"] for item in items),
+    }
+    return JSONResponse({"scope": scope, "start": start.isoformat(), "end": end.isoformat(),
+                         "data": items, "totals": totals})  # fmt: skip

@@ -1,0 +1,252 @@
+"""The usage ledger: a durable record of every completion, written off the request path.
+
+The request path only appends the entry to a durable queue before the answer leaves:
+a Redis stream (XADD) when Redis is configured, else a local journal file (fsync'd). A
+drainer task moves entries into Postgres with ``insert ... on conflict do nothing`` keyed
+by the request id, and only then acknowledges them. So a completion is recorded even if
+Postgres is down for a while (the queue waits) or the process is killed right after
+answering (another replica, or the restarted one, claims what was not acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, cast
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as redis
+
+from valuecanvas.core.db import Pool, caller_transaction
+from valuecanvas.core.identity import Identity
+from valuecanvas.core.logging import get_logger
+
+_log = get_logger("valuecanvas.llm.ledger")
+SERVICE_ROLE = Identity(
+    user_id=None, organization_id=None, role="service_role", via="internal_token"
+)
+_INSERT = """
+insert into public.llm_usage (
+  request_id, user_id, organization_id, logical_model, provider, provider_model, attempts,
+  prompt_tokens, completion_tokens, tokens_estimated, cost_usd, latency_ms, status, error, streamed
+) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+on conflict (request_id) do nothing
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    request_id: str
+    user_id: str | None
+    organization_id: str | None
+    logical_model: str
+    provider: str
+    provider_model: str
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool
+    cost_usd: str  # a Decimal, as text, so nothing is lost on the way
+    latency_ms: int
+    status: str  # "succeeded" or "failed"
+    error: str | None = None
+    streamed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LedgerEntry:
+        return cls(**json.loads(raw))
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.request_id,
+            UUID(self.user_id) if self.user_id else None,
+            UUID(self.organization_id) if self.organization_id else None,
+            self.logical_model,
+            self.provider,
+            self.provider_model,
+            self.attempts,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.tokens_estimated,
+            Decimal(self.cost_usd),
+            self.latency_ms,
+            self.status,
+            self.error,
+            self.streamed,
+        )
+
+
+async def insert_entries(pool: Pool, entries: Sequence[LedgerEntry]) -> None:
+    async with caller_transaction(pool, SERVICE_ROLE) as connection:
+        await connection.executemany(_INSERT, [entry.row() for entry in entries])
+
+
+class Ledger(Protocol):
+    async def record(self, entry: LedgerEntry) -> None: ...
+    async def drain_once(self, block_ms: int | None = ...) -> int: ...
+    async def backlog(self) -> int: ...
+
+
+class RedisStreamLedger:
+    """XADD on the request path; a consumer group drains into Postgres."""
+
+    group = "ledger-writers"
+
+    def __init__(
+        self, client: redis.Redis, pool: Pool, stream: str, claim_idle_seconds: float
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.stream = stream
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._group_ready = False
+
+    async def record(self, entry: LedgerEntry) -> None:
+        await self.client.xadd(self.stream, {"entry": entry.to_json()})  # never trimmed
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _read(self, start_id: str, block_ms: int | None) -> list[Any]:
+        # RESP2 (the client's default) answers a list of [stream, messages] pairs.
+        response = cast(
+            "list[Any]",
+            await self.client.xreadgroup(
+                self.group, self.consumer, {self.stream: start_id}, count=200, block=block_ms
+            ),
+        )
+        return [message for _, batch in response for message in batch]
+
+    async def drain_once(self, block_ms: int | None = 1000) -> int:
+        """Move one batch into Postgres: this consumer's own unacknowledged entries first,
+        then those another consumer left idle (it died), then new ones."""
+        await self._ensure_group()
+        messages = [message for message in await self._read("0", None) if message[1]]
+        if not messages:
+            claimed = await self.client.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_time=self.claim_idle_ms, count=200
+            )
+            messages = [message for message in claimed[1] if message[1]]
+        if not messages:
+            messages = [message for message in await self._read(">", block_ms) if message[1]]
+        if not messages:
+            return 0
+        entries = [LedgerEntry.from_json(fields[b"entry"]) for _, fields in messages]
+        await insert_entries(self.pool, entries)
+        ids = [message_id for message_id, _ in messages]
+        await self.client.xack(self.stream, self.group, *ids)
+        await self.client.xdel(self.stream, *ids)
+        return len(entries)
+
+    async def backlog(self) -> int:
+        length: int = await self.client.xlen(self.stream)
+        return length
+
+
+class JournalLedger:
+    """For a single local process without Redis: an append-only file, fsync'd per entry."""
+
+    def __init__(self, path: Path, pool: Pool) -> None:
+        self.path = path
+        self.offset_path = path.with_suffix(path.suffix + ".offset")
+        self.pool = pool
+        self._lock = asyncio.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _append(self, line: str) -> None:
+        with self.path.open("a", encoding="utf-8") as journal:
+            journal.write(line + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    async def record(self, entry: LedgerEntry) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._append, entry.to_json())
+
+    def _offset(self) -> int:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(self.offset_path.read_text())
+        return 0
+
+    async def drain_once(self, block_ms: int | None = None) -> int:
+        async with self._lock:
+            if not self.path.exists():
+                return 0
+            offset = self._offset()
+            with self.path.open("rb") as journal:
+                journal.seek(offset)
+                data = journal.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            if not complete:
+                return 0
+            entries = [LedgerEntry.from_json(line) for line in complete.splitlines() if line]
+            await insert_entries(self.pool, entries)
+            end = offset + len(complete)
+            if end == self.path.stat().st_size:
+                self.path.write_bytes(b"")  # all drained: start the file over
+                self.offset_path.write_text("0")
+            else:
+                self.offset_path.write_text(str(end))
+            return len(entries)
+
+    async def backlog(self) -> int:
+        if not self.path.exists():
+            return 0
+        with self.path.open("rb") as journal:
+            journal.seek(self._offset())
+            return journal.read().count(b"\n")
+
+
+async def flush(ledger: Ledger, timeout_seconds: float = 5.0) -> None:
+    """On shutdown: move what is queued into Postgres, within a time limit. What is left
+    stays queued, durable, for the next drainer."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            while await ledger.drain_once(block_ms=None):
+                pass
+    except (TimeoutError, asyncpg.PostgresError, OSError, redis.RedisError) as exc:
+        _log.warning(
+            "ledger not fully flushed at shutdown; it stays queued", error=type(exc).__name__
+        )
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def run_drainer(
+    ledger: Ledger, *, idle_seconds: float = 0.5, retry_seconds: float = 2.0
+) -> None:
+    """Forever: drain; on a database or Redis error, log, wait and try again (nothing is lost)."""
+    while True:
+        try:
+            if await ledger.drain_once() == 0:
+                await asyncio.sleep(idle_seconds if isinstance(ledger, JournalLedger) else 0)
+        except asyncio.CancelledError:
+            raise
+        except (asyncpg.PostgresError, OSError, redis.RedisError, TimeoutError) as exc:
+            # redis-py turns a cancelled blocking read into a connection error: stop, then.
+            if _being_cancelled():
+                raise asyncio.CancelledError from exc
+            _log.warning("ledger drain failed; will retry", error=type(exc).__name__)
+            await asyncio.sleep(retry_seconds)

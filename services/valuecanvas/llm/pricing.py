@@ -1,0 +1,65 @@
+"""What a completion costs: the maintained ``genai-prices`` data, or a configured override.
+
+A model with no known price is refused when the configuration loads: a proxy that bills
+an unknown model at $0 hides spend. genai-prices is asked with each request's real usage,
+so tiered prices (long prompts priced higher) come out right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from genai_prices import Usage, calc_price
+from pydantic import BaseModel, Field
+
+MILLION = Decimal(1_000_000)
+
+
+class PriceOverride(BaseModel):
+    """USD per million tokens, for models the price data lacks (or self-hosted ones at 0)."""
+
+    input_per_million: Decimal = Field(ge=0)
+    output_per_million: Decimal = Field(ge=0)
+
+
+class UnknownPriceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Price:
+    provider: str
+    model: str
+    override: PriceOverride | None = None
+    free: bool = False  # the offline provider
+
+    @property
+    def source(self) -> str:
+        return "offline" if self.free else "override" if self.override else "genai-prices"
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        if self.free:
+            return Decimal(0)
+        if self.override is not None:
+            return (
+                self.override.input_per_million * prompt_tokens
+                + self.override.output_per_million * completion_tokens
+            ) / MILLION
+        usage = Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens)
+        total: Decimal = calc_price(usage, self.model, provider_id=self.provider).total_price
+        return total
+
+
+def resolve_price(provider: str, model: str, overrides: dict[str, PriceOverride]) -> Price:
+    """The price of ``model`` at ``provider``; overrides are keyed ``provider/model``."""
+    override = overrides.get(f"{provider}/{model}")
+    price = Price(provider, model, override)
+    try:
+        price.cost(1, 1)
+    except LookupError:
+        raise UnknownPriceError(
+            f"no price is known for model {model!r} at provider {provider!r}; "
+            f"add it to LLM_PRICE_OVERRIDES as {provider}/{model}"
+        ) from None
+    return price
