@@ -3,6 +3,7 @@ and internal tokens. Every bad token is refused with a reason."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -119,8 +120,8 @@ async def test_a_valid_hs256_token_gives_the_typed_identity() -> None:
 @pytest.mark.parametrize(
     ("token_claims", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "token expired"),
-        ({"nbf": int(time.time()) + 120}, "token not yet valid"),
+        ({"exp": -120}, "token expired"),
+        ({"nbf": 120}, "token not yet valid"),
         ({"aud": "someone-else"}, "wrong audience"),
         ({"exp": None}, "missing claim exp"),
         ({"sub": None}, "missing claim sub"),
@@ -130,7 +131,13 @@ async def test_a_valid_hs256_token_gives_the_typed_identity() -> None:
     ],
 )
 async def test_bad_claims_are_refused(token_claims: dict[str, Any], reason: str) -> None:
-    assert await refused(hs256(**token_claims)) == reason
+    # Times are offsets from now, resolved when the test runs (not when it is collected).
+    now = int(time.time())
+    resolved = {
+        key: now + value if key in ("exp", "nbf") and value else value
+        for key, value in token_claims.items()
+    }
+    assert await refused(hs256(**resolved)) == reason
 
 
 async def test_a_small_clock_skew_is_tolerated() -> None:
@@ -270,3 +277,22 @@ async def test_a_user_token_is_not_accepted_with_the_internal_audience() -> None
     token = hs256(aud=INTERNAL_AUDIENCE)
 
     assert await refused(token) == "wrong audience"
+
+
+async def test_a_cached_token_is_refused_once_it_expires() -> None:
+    v = verifier(leeway_seconds=0)
+    token = hs256(exp=int(time.time()) + 1)
+
+    assert (await v.verify(token)).user_id == USER  # verified, and now cached
+    await asyncio.sleep(1.2)
+
+    assert await refused(token, v) == "token expired"
+
+
+async def test_the_cache_holds_only_tokens_that_verified() -> None:
+    v = verifier()
+    forged = jwt.encode(claims(), "some-other-secret-that-is-long-enough", algorithm="HS256")
+
+    for _ in range(2):
+        assert await refused(forged, v) == "bad signature"
+    assert forged not in v._verified

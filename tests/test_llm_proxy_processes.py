@@ -193,9 +193,9 @@ async def test_after_kill_9_and_a_restart_the_ledger_holds_every_completed_reque
                         continue
                     if response.status_code == 200:
                         completed.add(request_id)
-                        if len(completed) >= 150:
-                            proxy.kill()  # in the middle of load: 20 requests in flight
+                        if len(completed) >= 150 and not killed.is_set():
                             killed.set()
+                            proxy.kill()  # in the middle of load: 20 requests in flight
 
             await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(20))), timeout=120)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import jwt
 from pydantic import Field, PostgresDsn, SecretStr, ValidationError
@@ -61,31 +62,55 @@ def _load(cls: type[SettingsT], env_file: str | None, command: str) -> SettingsT
         raise SystemExit(describe_validation_error(f"valuecanvas {command}", exc)) from None
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+def _load_service(name: str, env_file: str | None, port: int | None) -> tuple[Any, Any]:
     from valuecanvas.apps import SERVICES
     from valuecanvas.core.logging import configure_logging, register_secrets
 
-    spec = SERVICES[args.name]
+    spec = SERVICES[name]
     try:
-        settings = spec.load_settings(args.env_file)
+        settings = spec.load_settings(env_file)
     except ValidationError as exc:
         print(describe_validation_error(spec.name, exc), file=sys.stderr)
-        return 2
-    if args.port is not None:
-        settings = settings.model_copy(update={"port": args.port})
+        raise SystemExit(2) from None
+    if port is not None:
+        settings = settings.model_copy(update={"port": port})
     configure_logging(spec.name, settings.log_level)
     register_secrets(*(secret.get_secret_value() for secret in settings.secret_fields().values()))
-    uvicorn.run(
-        spec.create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
+    return spec, settings
+
+
+def worker_app() -> Any:
+    """The app for one worker process of ``serve --workers N`` (uvicorn imports this)."""
+    spec, settings = _load_service(
+        os.environ["VALUECANVAS_SERVICE"],
+        os.environ.get("VALUECANVAS_ENV_FILE") or None,
+        int(os.environ["VALUECANVAS_PORT"]),
     )
+    return spec.create_app(settings)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    spec, settings = _load_service(args.name, args.env_file, args.port)  # fails here, once
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.workers > 1:
+        # Each worker builds its own app (own pools and clients); they share the socket.
+        os.environ.update(
+            VALUECANVAS_SERVICE=args.name,
+            VALUECANVAS_ENV_FILE=args.env_file or "",
+            VALUECANVAS_PORT=str(settings.port),
+        )
+        uvicorn.run("valuecanvas.cli:worker_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(spec.create_app(settings), **options)
     return 0
 
 
@@ -175,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", "run one of the eight services")
     serve.add_argument("name", choices=sorted(SERVICES))
     serve.add_argument("--port", type=int, help="override the service's port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     serve.set_defaults(handler=_serve)
 
     for name, help_text, handler in (

@@ -129,8 +129,28 @@ class TokenVerifier:
     issuer: str | None = None
     leeway_seconds: int = 30
     internal_secret: str | None = None
+    cache_size: int = 10_000
+    _verified: dict[str, tuple[Identity, float]] = field(default_factory=dict, repr=False)
 
     async def verify(self, token: str) -> Identity:
+        """Verify ``token``; a token verified before is answered from a bounded cache until
+        it expires (the key is the whole token, signature included, so only the very same
+        token hits)."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            identity, expires_at = cached
+            if time.time() < expires_at + self.leeway_seconds:
+                return identity
+            del self._verified[token]
+        identity = await self._verify(token)
+        expiry = identity.claims.get("exp")
+        if isinstance(expiry, int | float):
+            if len(self._verified) >= self.cache_size:
+                self._verified.pop(next(iter(self._verified)))  # drop the oldest entry
+            self._verified[token] = (identity, float(expiry))
+        return identity
+
+    async def _verify(self, token: str) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
