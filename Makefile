@@ -45,6 +45,9 @@ lint: $(STAMP) ## ruff, mypy, yamllint, ansible-lint
 test: lint ## Lint, then run the tests (real Postgres and Redis, started by the tests)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
 
+bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/benchmarks.md)
+	$(BIN)/python -m tests.benchmarks.llm_proxy_overhead
+
 types: $(STAMP) ## Regenerate the typed models from a migrated database
 	$(BIN)/valuecanvas gen-types --scratch
 
@@ -54,4 +57,4 @@ lock: ## Re-pin every Python dependency into requirements.lock
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV)
 
-.PHONY: help venv up down status doctor lint test types lock clean
+.PHONY: help venv up down status doctor lint test bench types lock clean

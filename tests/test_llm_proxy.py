@@ -598,3 +598,40 @@ def test_keys_emails_and_tokens_never_reach_the_logs(
     ):
         assert secret not in logged  # ...with the secrets and personal data redacted
     assert "[email]" in logged
+
+
+async def test_without_redis_one_process_keeps_limits_in_memory_and_journals_the_ledger(
+    database: Database, fresh_upstream: FakeUpstream, members: None, tmp_path: Any
+) -> None:
+    journal = tmp_path / "ledger.jsonl"
+    app = SERVICES["llm-proxy"].create_app(settings(database, fresh_upstream, None, llm_user_limit_per_hour=2,
+                                                    llm_ledger_journal=str(journal)))  # fmt: skip
+    with TestClient(app) as client:
+        codes = [
+            client.post("/v1/chat/completions", json=CHAT, headers=auth()).status_code
+            for _ in range(3)
+        ]
+        rows = await ledger_rows(database, 2)
+
+    assert codes == [200, 200, 429]
+    assert [row["status"] for row in rows] == ["succeeded", "succeeded"]
+    assert journal.read_text() == ""  # drained into Postgres, then started over
+
+
+def test_offline_requests_say_so_on_every_log_line(
+    database: Database, redis_server: RedisServer, members: None, fresh_upstream: FakeUpstream,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from valuecanvas.core.logging import configure_logging
+
+    configure_logging("llm-proxy", "INFO")
+    app = SERVICES["llm-proxy"].create_app(settings(database, fresh_upstream, redis_server.url,
+                                                    together_api_key=None, openai_api_key=None))  # fmt: skip
+    with TestClient(app) as client:
+        client.post("/v1/chat/completions", json=CHAT, headers=auth())
+
+    lines = [
+        json.loads(line) for line in capfd.readouterr().out.splitlines() if '"request_id"' in line
+    ]
+    assert {line["event"] for line in lines} >= {"completion", "request"}
+    assert all(line["offline"] is True for line in lines)

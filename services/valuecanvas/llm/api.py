@@ -10,11 +10,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -24,7 +24,7 @@ from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.requestid import current_request_id
 from valuecanvas.llm.config import Provider
-from valuecanvas.llm.ledger import LedgerEntry, insert_entries
+from valuecanvas.llm.ledger import LedgerEntry, insert_entries, to_json
 from valuecanvas.llm.offline import estimate_tokens, offline_chunks, offline_completion, prompt_text
 from valuecanvas.llm.ratelimit import Decision, RateLimiterUnavailableError
 from valuecanvas.llm.runtime import LlmRuntime
@@ -153,8 +153,8 @@ def _entry(
     cost = price.cost(prompt, completion) if price is not None else Decimal(0)
     return LedgerEntry(
         request_id=request_id,
-        user_id=str(identity.user_id) if identity.user_id else None,
-        organization_id=str(identity.organization_id) if identity.organization_id else None,
+        user_id=identity.user_id,
+        organization_id=identity.organization_id,
         logical_model=logical,
         provider=provider.name if provider else "none",
         provider_model=provider_model or "none",
@@ -162,9 +162,9 @@ def _entry(
         prompt_tokens=prompt,
         completion_tokens=completion,
         tokens_estimated=estimated,
-        cost_usd=str(cost),
+        cost_usd=cost,
         latency_ms=int(latency_seconds * 1000),
-        status=status,
+        status="failed" if status == "failed" else "succeeded",
         error=error[:2000] if error else None,
         streamed=streamed,
     )
@@ -188,7 +188,7 @@ async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> N
         prompt_tokens=entry.prompt_tokens,
         completion_tokens=entry.completion_tokens,
         tokens_estimated=entry.tokens_estimated,
-        cost_usd=entry.cost_usd,
+        cost_usd=str(entry.cost_usd),
         status=entry.status,
         error=entry.error,
         offline=entry.provider == "offline",
@@ -202,7 +202,7 @@ async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> N
     try:
         await insert_entries(get_state(request).pool, [entry])
     except Exception as exc:
-        _log.error("ledger entry not stored", error=type(exc).__name__, entry=entry.to_json())
+        _log.error("ledger entry not stored", error=type(exc).__name__, entry=to_json(entry))
 
 
 @router.get("/v1/models", summary="The logical models this proxy serves")
@@ -233,6 +233,8 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
     runtime = runtime_of(request)
     started = request.scope.get("state", {}).get("request_started", time.perf_counter())
     request_id = current_request_id() or "unknown"
+    if runtime.offline:
+        structlog.contextvars.bind_contextvars(offline=True)  # on every line of this request
     try:
         body = await read_request(request, runtime)
     except BadRequestError as error:
@@ -285,7 +287,7 @@ async def _complete(
     except ClientRequestError as error:
         entry = _entry(caller, request_id, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
                        "failed", error=f"{error.provider} answered {error.status}")  # fmt: skip
-        await record(request, runtime, replace(entry, provider=error.provider))
+        await record(request, runtime, entry.model_copy(update={"provider": error.provider}))
         return Response(error.body, status_code=error.status, media_type=error.content_type,
                         headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
     except AllProvidersFailedError as error:

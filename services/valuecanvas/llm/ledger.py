@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, cast
-from uuid import UUID
 
 import asyncpg
 import redis.asyncio as redis
@@ -28,6 +24,7 @@ import redis.asyncio as redis
 from valuecanvas.core.db import Pool, caller_transaction
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
+from valuecanvas.generated.database import LlmUsageInsert
 
 _log = get_logger("valuecanvas.llm.ledger")
 SERVICE_ROLE = Identity(
@@ -42,54 +39,28 @@ on conflict (request_id) do nothing
 """
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    request_id: str
-    user_id: str | None
-    organization_id: str | None
-    logical_model: str
-    provider: str
-    provider_model: str
-    attempts: int
-    prompt_tokens: int
-    completion_tokens: int
-    tokens_estimated: bool
-    cost_usd: str  # a Decimal, as text, so nothing is lost on the way
-    latency_ms: int
-    status: str  # "succeeded" or "failed"
-    error: str | None = None
-    streamed: bool = False
+# One ledger entry is one row of public.llm_usage: the model generated from the table.
+LedgerEntry = LlmUsageInsert
+_COLUMNS = (
+    "request_id", "user_id", "organization_id", "logical_model", "provider", "provider_model",
+    "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "cost_usd", "latency_ms",
+    "status", "error", "streamed",
+)  # fmt: skip
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
 
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> LedgerEntry:
-        return cls(**json.loads(raw))
+def to_json(entry: LedgerEntry) -> str:
+    return entry.model_dump_json(exclude_none=True)
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.request_id,
-            UUID(self.user_id) if self.user_id else None,
-            UUID(self.organization_id) if self.organization_id else None,
-            self.logical_model,
-            self.provider,
-            self.provider_model,
-            self.attempts,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.tokens_estimated,
-            Decimal(self.cost_usd),
-            self.latency_ms,
-            self.status,
-            self.error,
-            self.streamed,
-        )
+
+def from_json(raw: str | bytes) -> LedgerEntry:
+    return LedgerEntry.model_validate_json(raw)
 
 
 async def insert_entries(pool: Pool, entries: Sequence[LedgerEntry]) -> None:
     async with caller_transaction(pool, SERVICE_ROLE) as connection:
-        await connection.executemany(_INSERT, [entry.row() for entry in entries])
+        await connection.executemany(
+            _INSERT, [tuple(getattr(entry, column) for column in _COLUMNS) for entry in entries]
+        )
 
 
 class Ledger(Protocol):
@@ -114,7 +85,7 @@ class RedisStreamLedger:
         self._group_ready = False
 
     async def record(self, entry: LedgerEntry) -> None:
-        await self.client.xadd(self.stream, {"entry": entry.to_json()})  # never trimmed
+        await self.client.xadd(self.stream, {"entry": to_json(entry)})  # never trimmed
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -150,7 +121,7 @@ class RedisStreamLedger:
             messages = [message for message in await self._read(">", block_ms) if message[1]]
         if not messages:
             return 0
-        entries = [LedgerEntry.from_json(fields[b"entry"]) for _, fields in messages]
+        entries = [from_json(fields[b"entry"]) for _, fields in messages]
         await insert_entries(self.pool, entries)
         ids = [message_id for message_id, _ in messages]
         await self.client.xack(self.stream, self.group, *ids)
@@ -180,7 +151,7 @@ class JournalLedger:
 
     async def record(self, entry: LedgerEntry) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._append, entry.to_json())
+            await asyncio.to_thread(self._append, to_json(entry))
 
     def _offset(self) -> int:
         with contextlib.suppress(FileNotFoundError, ValueError):
@@ -198,7 +169,7 @@ class JournalLedger:
             complete = data[: data.rfind(b"\n") + 1]
             if not complete:
                 return 0
-            entries = [LedgerEntry.from_json(line) for line in complete.splitlines() if line]
+            entries = [from_json(line) for line in complete.splitlines() if line]
             await insert_entries(self.pool, entries)
             end = offset + len(complete)
             if end == self.path.stat().st_size:
