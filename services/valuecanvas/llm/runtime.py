@@ -99,7 +99,11 @@ class LlmRuntime:
         return self.providers[0].offline
 
     def models(self) -> list[str]:
-        return sorted({model for provider in self.providers for model in provider.models})
+        return self._models
+
+    def __post_init__(self) -> None:
+        # Fixed at start; asked on every request.
+        self._models = sorted({model for provider in self.providers for model in provider.models})
 
     def publish_breakers(self) -> None:
         for name, breaker in self.breakers.items():
