@@ -6,7 +6,7 @@ from pathlib import Path
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, PrivateAttr, SecretStr, model_validator
 
 from valuecanvas.core.settings import ServiceSettings
 from valuecanvas.llm.api import router as llm_router
@@ -58,15 +58,21 @@ class LlmProxySettings(ServiceSettings):
     llm_ledger_journal: Path = Path(".state/llm-ledger.jsonl")
     llm_ledger_claim_idle_seconds: float = Field(default=30.0, gt=0)
 
+    # Built (and every mapped model priced) once, when the settings are validated.
+    _providers: list[Provider] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _providers_priced(self) -> LlmProxySettings:
         try:
-            self.providers()
+            self._providers = self._build_providers()
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from None
         return self
 
     def providers(self) -> list[Provider]:
+        return self._providers
+
+    def _build_providers(self) -> list[Provider]:
         return build_providers(
             together_api_key=self.together_api_key,
             together_base_url=str(self.together_base_url),

@@ -33,15 +33,8 @@ class Price:
     provider: str
     model: str
     override: PriceOverride | None = None
-    free: bool = False  # the offline provider
-
-    @property
-    def source(self) -> str:
-        return "offline" if self.free else "override" if self.override else "genai-prices"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        if self.free:
-            return Decimal(0)
         if self.override is not None:
             return (
                 self.override.input_per_million * prompt_tokens

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge
 from valuecanvas.core.app import AppState
 from valuecanvas.core.logging import get_logger
 from valuecanvas.llm.breaker import BreakerState, CircuitBreaker
-from valuecanvas.llm.config import Limits, Provider
+from valuecanvas.llm.config import Provider
 from valuecanvas.llm.ledger import JournalLedger, Ledger, RedisStreamLedger, flush, run_drainer
 from valuecanvas.llm.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from valuecanvas.llm.upstream import RetryPolicy, Upstream
@@ -85,7 +85,6 @@ class LlmMetrics:
 @dataclass
 class LlmRuntime:
     providers: list[Provider]
-    limits: Limits
     upstream: Upstream
     breakers: dict[str, CircuitBreaker]
     limiter: RateLimiter
@@ -155,8 +154,9 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[LlmRuntime]:
     )
     limiter: RateLimiter
     ledger: Ledger
+    limits = settings.limits()
     if state.redis is not None:
-        limiter = RedisRateLimiter(state.redis, settings.limits())
+        limiter = RedisRateLimiter(state.redis, limits)
         ledger = RedisStreamLedger(
             state.redis,
             state.pool,
@@ -164,11 +164,10 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[LlmRuntime]:
             settings.llm_ledger_claim_idle_seconds,
         )
     else:
-        limiter = MemoryRateLimiter(settings.limits())
+        limiter = MemoryRateLimiter(limits)
         ledger = JournalLedger(Path(settings.llm_ledger_journal), state.pool)
     runtime = LlmRuntime(
         providers=providers,
-        limits=settings.limits(),
         upstream=upstream,
         breakers=breakers,
         limiter=limiter,
