@@ -216,6 +216,33 @@ async def test_a_400_goes_back_as_it_is_without_retry_or_fallback(
     assert (row["status"], row["cost_usd"]) == ("failed", Decimal(0))
 
 
+async def test_a_streamed_request_the_provider_refuses_goes_back_as_it_is_and_is_recorded(
+    proxy: TestClient, fresh_upstream: FakeUpstream, database: Database
+) -> None:
+    refusal = {
+        "error": {
+            "message": "bad temperature",
+            "type": "invalid_request_error",
+            "param": "temperature",
+        }
+    }
+    fresh_upstream.script("together", {"status": 400, "body": refusal})
+
+    response = proxy.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True, "temperature": 9}, headers=auth()
+    )
+
+    assert (response.status_code, response.json()) == (400, refusal)
+    assert len(fresh_upstream.calls()) == 1
+    (row,) = await ledger_rows(database, 1)
+    assert (row["provider"], row["status"], row["streamed"], row["cost_usd"]) == (
+        "together",
+        "failed",
+        True,
+        Decimal(0),
+    )
+
+
 def test_provider_credentials_errors_fall_back_and_never_reach_the_caller(
     proxy: TestClient, fresh_upstream: FakeUpstream
 ) -> None:

@@ -285,11 +285,9 @@ async def _complete(
     try:
         completion = await runtime.upstream.complete(logical, payload, request_id)
     except ClientRequestError as error:
-        entry = _entry(caller, request_id, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
-                       "failed", error=f"{error.provider} answered {error.status}")  # fmt: skip
-        await record(request, runtime, entry.model_copy(update={"provider": error.provider}))
-        return Response(error.body, status_code=error.status, media_type=error.content_type,
-                        headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
+        return await _refused_by_provider(
+            request, runtime, caller, logical, error, decision, started, request_id
+        )
     except AllProvidersFailedError as error:
         return await _all_failed(
             request, runtime, caller, logical, error, decision, started, request_id
@@ -313,6 +311,18 @@ async def _complete(
             **proxy_headers(attempts.provider.name, attempts.count, overhead),
         },
     )
+
+
+async def _refused_by_provider(
+    request: Request, runtime: LlmRuntime, caller: Identity, logical: str, error: ClientRequestError,
+    decision: Decision, started: float, request_id: str, *, streamed: bool = False,
+) -> Response:  # fmt: skip
+    """The provider refused the request itself: recorded (at no cost) and passed back as it is."""
+    entry = _entry(caller, request_id, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
+                   "failed", error=f"{error.provider} answered {error.status}", streamed=streamed)  # fmt: skip
+    await record(request, runtime, entry.model_copy(update={"provider": error.provider}))
+    return Response(error.body, status_code=error.status, media_type=error.content_type,
+                    headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
 
 
 async def _all_failed(
@@ -361,8 +371,8 @@ async def _stream(
     try:
         opened = await runtime.upstream.open_stream(logical, payload, request_id)
     except ClientRequestError as error:
-        return Response(error.body, status_code=error.status, media_type=error.content_type,
-                        headers={**rate_headers(decision), "X-ValueCanvas-Provider": error.provider})  # fmt: skip
+        return await _refused_by_provider(request, runtime, caller, logical, error, decision, started, request_id,
+                                          streamed=True)  # fmt: skip
     except AllProvidersFailedError as error:
         return await _all_failed(
             request, runtime, caller, logical, error, decision, started, request_id
