@@ -459,6 +459,25 @@ def test_limits_refuse_with_429_and_headers_and_bill_nothing(
     assert other_user.status_code == 200
     assert len(fresh_upstream.calls()) == 4  # the refused request never reached a provider
     assert 'llm_ratelimit_refusals_total{scope="user"} 1.0' in metrics
+    # The hot path (past FastAPI's routing) still labels requests with their route.
+    assert ('http_requests_total{method="POST",route="/v1/chat/completions",'
+            'service="llm-proxy",status="429"} 1.0') in metrics  # fmt: skip
+
+
+def test_the_hot_path_is_still_documented_and_other_methods_reach_fastapi(
+    database: Database, fresh_upstream: FakeUpstream
+) -> None:
+    app = SERVICES["llm-proxy"].create_app(settings(database, fresh_upstream, None))
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+        wrong_method = client.get("/v1/chat/completions", headers=auth())
+        no_token = client.post("/v1/chat/completions", json=CHAT)
+
+    assert "post" in spec["paths"]["/v1/chat/completions"]
+    assert wrong_method.status_code == 405
+    assert no_token.status_code == 401
+    assert no_token.json()["error"]["code"] == "invalid_token"
+    assert no_token.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_the_organization_limit_is_per_organization_and_configurable(
@@ -660,5 +679,7 @@ def test_offline_requests_say_so_on_every_log_line(
     lines = [
         json.loads(line) for line in capfd.readouterr().out.splitlines() if '"request_id"' in line
     ]
-    assert {line["event"] for line in lines} >= {"completion", "request"}
+    request_line = next(line for line in lines if line["event"] == "request")
+    assert request_line["provider"] == "offline"
+    assert request_line["cost_usd"] == "0"
     assert all(line["offline"] is True for line in lines)

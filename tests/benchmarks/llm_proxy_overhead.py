@@ -129,10 +129,33 @@ def wait_http(url: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def start_local_stack(
     stack: ExitStack, latency_ms: float, workers: int
-) -> tuple[str, str, dict[str, str], str]:
-    """Upstream, Postgres, Redis and one proxy; returns (proxy, upstream, headers, model)."""
+) -> tuple[str, str, dict[str, str], str, int]:
+    """Upstream, Postgres, Redis and one proxy; returns (proxy, upstream, headers, model, pid)."""
     workdir = Path(tempfile.mkdtemp(prefix="valuecanvas-bench-"))
     upstream_port = free_port()
     upstream = subprocess.Popen([sys.executable, "-m", "tests.support.upstream", str(upstream_port), str(latency_ms)],
@@ -175,15 +198,17 @@ def start_local_stack(
               "aud": "authenticated", "exp": int(time.time()) + 7200}  # fmt: skip
     headers = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
     return (f"http://127.0.0.1:{proxy_port}/v1", f"http://127.0.0.1:{upstream_port}/together/v1", headers,
-            "valuecanvas-default")  # fmt: skip
+            "valuecanvas-default", proxy.pid)  # fmt: skip
 
 
 def measure(proxy_url: str, upstream_url: str, headers: dict[str, str], model: str, upstream_model: str,
-            rps: float, seconds: float) -> dict[str, float]:  # fmt: skip
+            rps: float, seconds: float, proxy_pid: int | None = None) -> dict[str, float]:  # fmt: skip
     direct = asyncio.run(
         open_loop(f"{upstream_url}/chat/completions", upstream_model, {}, rps, seconds)
     )
+    cpu_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
     proxied = asyncio.run(open_loop(f"{proxy_url}/chat/completions", model, headers, rps, seconds))
+    cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else None
     row = {
         "target_rps": rps,
         "achieved_rps": round(proxied.achieved_rps, 1),
@@ -193,6 +218,9 @@ def measure(proxy_url: str, upstream_url: str, headers: dict[str, str], model: s
         **{f"proxy_p{q}": round(proxied.pct(q), 2) for q in (50, 95, 99)},
         **{f"overhead_p{q}": round(proxied.pct(q) - direct.pct(q), 2) for q in (50, 95, 99)},
     }
+    if cpu_used is not None and proxied.sent:
+        # The proxy's own CPU (all its processes, the ledger drainer included) per request.
+        row["proxy_cpu_ms_per_request"] = round(cpu_used * 1000 / (proxied.sent + 20), 2)
     if proxied.reported_overhead_ms:
         row.update(
             {
@@ -224,6 +252,9 @@ def main() -> None:
         default="300,400,500,600,800,1000",
         help="rates tried for the highest sustainable",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per fixed rate; the median p95 is reported"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--workers", type=int, default=2, help="proxy worker processes (our own proxy)"
@@ -231,18 +262,28 @@ def main() -> None:
     args = parser.parse_args()
 
     with ExitStack() as stack:
+        pid: int | None = None
         if args.proxy_url:
             proxy_url, upstream_url = args.proxy_url.rstrip("/"), args.upstream_url.rstrip("/")
             headers = dict(h.split(": ", 1) for h in args.header)
             model = args.model
         else:
-            proxy_url, upstream_url, headers, model = start_local_stack(
+            proxy_url, upstream_url, headers, model, pid = start_local_stack(
                 stack, args.latency_ms, args.workers
             )
-        rows = [measure(proxy_url, upstream_url, headers, model, args.upstream_model, float(rate), args.seconds)
-                for rate in args.rates.split(",")]  # fmt: skip
+        rows = []
+        for rate in args.rates.split(","):
+            runs = [measure(proxy_url, upstream_url, headers, model, args.upstream_model, float(rate), args.seconds, pid)
+                    for _ in range(args.repeat)]  # fmt: skip
+            runs.sort(key=lambda run: run["overhead_p95"])
+            median = {
+                **runs[len(runs) // 2],
+                "runs_overhead_p95": [r["overhead_p95"] for r in runs],
+            }
+            print(json.dumps({"rate": median}), flush=True)
+            rows.append(median)
         sustainable = None
-        for rate in args.search.split(","):
+        for rate in filter(None, args.search.split(",")):
             row = measure(
                 proxy_url,
                 upstream_url,
@@ -251,6 +292,7 @@ def main() -> None:
                 args.upstream_model,
                 float(rate),
                 args.seconds,
+                pid,
             )
             ok = (
                 row["errors"] == 0

@@ -56,6 +56,7 @@ class ServiceSpec:
             description=self.description,
             routers=self.routers(),
             extension=getattr(module, "EXTENSION", None),
+            hot_routes=getattr(module, "HOT_ROUTES", None),
         )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import AnyHttpUrl, Field, PrivateAttr, SecretStr, model_validator
 
 from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.llm.api import chat_completions
 from valuecanvas.llm.api import router as llm_router
 from valuecanvas.llm.config import (
     DEFAULT_MODEL_MAP,
@@ -93,3 +94,5 @@ class LlmProxySettings(ServiceSettings):
 # This service's own endpoints, on top of the shared ones.
 ROUTERS: list[APIRouter] = [llm_router]
 EXTENSION = lifespan_extension
+# Served past FastAPI's routing layers (the same handler; see HotPathMiddleware).
+HOT_ROUTES = {("POST", "/v1/chat/completions"): chat_completions}

@@ -4,7 +4,7 @@ endpoints (/healthz, /readyz, /metrics, /v1/whoami) and the shared middleware.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -14,6 +14,8 @@ import redis.asyncio as redis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from valuecanvas.core.db import Pool, caller_transaction, check_database, create_pool
 from valuecanvas.core.identity import (
@@ -104,6 +106,10 @@ Caller = Annotated[Identity, Depends(require_identity)]
 
 async def _unauthorized_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, UnauthorizedError)
+    return unauthorized_response(exc)
+
+
+def unauthorized_response(exc: UnauthorizedError) -> JSONResponse:
     return error_response(
         401,
         "authentication_error",
@@ -113,6 +119,43 @@ async def _unauthorized_handler(_: Request, exc: Exception) -> Response:
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'
         },
     )
+
+
+HotHandler = Callable[[Request, Identity], Awaitable[Response]]
+
+
+class HotPathMiddleware:
+    """Serves a service's hottest endpoints straight from the ASGI scope.
+
+    A request to one of ``routes`` (method, exact path) skips FastAPI's middleware layers,
+    routing and dependency solving: the caller is verified with :func:`require_identity` and
+    the same handler function FastAPI routes to (and documents in OpenAPI) is called. On
+    the llm-proxy this path carries every completion; see docs/benchmarks.md for what it
+    saves. Everything else goes through FastAPI as usual.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Mapping[tuple[str, str], HotHandler]) -> None:
+        self.app = app
+        # As Starlette routes too, so that scope["route"] names the template (metrics).
+        self.routes = {
+            key: (handler, Route(key[1], handler, methods=[key[0]]))
+            for key, handler in routes.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if hot is None:
+            await self.app(scope, receive, send)
+            return
+        handler, scope["route"] = hot
+        request = Request(scope, receive)
+        try:
+            caller = await require_identity(request)
+        except UnauthorizedError as exc:
+            response: Response = unauthorized_response(exc)
+        else:
+            response = await handler(request, caller)
+        await response(scope, receive, send)
 
 
 def _shared_router() -> APIRouter:
@@ -189,6 +232,7 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter] = (),
     extension: Extension | None = None,
+    hot_routes: Mapping[tuple[str, str], HotHandler] | None = None,
 ) -> FastAPI:
     """Build one service's ASGI app. Settings are validated before this is called."""
     metrics = ServiceMetrics(settings.service_name)
@@ -239,5 +283,7 @@ def create_service_app(
     app.include_router(_shared_router())
     for router in routers:
         app.include_router(router)
+    if hot_routes:
+        app.add_middleware(HotPathMiddleware, routes=hot_routes)  # inside RequestMiddleware
     app.add_middleware(RequestMiddleware, metrics=metrics, router_app=app, quiet_paths=PROBE_PATHS)
     return app

@@ -1,5 +1,8 @@
 """One ASGI middleware per request: the request id, the request's log line and its metrics.
 
+One line per request: handlers add what they know (the llm-proxy adds provider, tokens
+and cost) to that line rather than writing their own.
+
 Pure ASGI (no body buffering, one wrapper of ``send``), so streamed responses pass through
 untouched and the per-request cost stays small.
 """
@@ -7,6 +10,7 @@ untouched and the per-request cost stays small.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +20,16 @@ from valuecanvas.core.metrics import ServiceMetrics, route_template
 from valuecanvas.core.requestid import accept_or_generate, bind_request_id, unbind_request_id
 
 _log = get_logger("valuecanvas.request")
+LOG_FIELDS = "log_fields"
+
+
+def add_log_fields(scope: Scope, **fields: Any) -> bool:
+    """Put fields on the request's one log line; False when there is no such line."""
+    target: dict[str, Any] | None = scope.get("state", {}).get(LOG_FIELDS)
+    if target is None:
+        return False
+    target.update(fields)
+    return True
 
 
 class RequestMiddleware:
@@ -46,8 +60,12 @@ class RequestMiddleware:
         in_flight = self.metrics.in_flight.labels(self.metrics.service)
         in_flight.inc()
         started = time.perf_counter()
-        # Handlers read this to report their own overhead (the llm-proxy does).
-        scope.setdefault("state", {})["request_started"] = started
+        # Handlers read this to report their own overhead (the llm-proxy does), and add
+        # fields to the request's one log line with :func:`add_log_fields`.
+        fields: dict[str, Any] = {}
+        state = scope.setdefault("state", {})
+        state["request_started"] = started
+        state[LOG_FIELDS] = fields
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -77,6 +95,7 @@ class RequestMiddleware:
                     path=scope["path"],
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
+                    **fields,
                 )
             structlog.contextvars.clear_contextvars()
             unbind_request_id(token)

@@ -22,6 +22,7 @@ from valuecanvas.core.app import Caller, error_response, get_state
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
+from valuecanvas.core.middleware import add_log_fields
 from valuecanvas.core.requestid import current_request_id
 from valuecanvas.llm.config import Provider
 from valuecanvas.llm.ledger import LedgerEntry, insert_entries, to_json
@@ -179,20 +180,21 @@ async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> N
         entry.completion_tokens
     )
     metrics.cost.labels(entry.provider, entry.provider_model).inc(float(entry.cost_usd))
-    _log.info(
-        "completion",
-        provider=entry.provider,
-        model=entry.provider_model,
-        logical_model=entry.logical_model,
-        attempts=entry.attempts,
-        prompt_tokens=entry.prompt_tokens,
-        completion_tokens=entry.completion_tokens,
-        tokens_estimated=entry.tokens_estimated,
-        cost_usd=str(entry.cost_usd),
-        status=entry.status,
-        error=entry.error,
-        offline=entry.provider == "offline",
-    )
+    fields = {
+        "provider": entry.provider,
+        "model": entry.provider_model,
+        "logical_model": entry.logical_model,
+        "attempts": entry.attempts,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "tokens_estimated": entry.tokens_estimated,
+        "cost_usd": str(entry.cost_usd),
+        "outcome": entry.status,
+        "error": entry.error,
+        "offline": entry.provider == "offline",
+    }
+    if not add_log_fields(request.scope, **fields):  # on the request's line, or one of its own
+        _log.info("completion", **fields)
     try:
         await runtime.ledger.record(entry)
         return

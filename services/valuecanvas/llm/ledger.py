@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -27,6 +28,7 @@ from valuecanvas.core.logging import get_logger
 from valuecanvas.generated.database import LlmUsageInsert
 
 _log = get_logger("valuecanvas.llm.ledger")
+BATCH = 200  # entries moved per transaction, at most
 SERVICE_ROLE = Identity(
     user_id=None, organization_id=None, role="service_role", via="internal_token"
 )
@@ -83,6 +85,9 @@ class RedisStreamLedger:
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self._group_ready = False
+        # Entries read but not yet acknowledged may be ours (a failed batch, or at start).
+        self._own_pending = True
+        self._next_claim = 0.0
 
     async def record(self, entry: LedgerEntry) -> None:
         await self.client.xadd(self.stream, {"entry": to_json(entry)})  # never trimmed
@@ -102,7 +107,7 @@ class RedisStreamLedger:
         response = cast(
             "list[Any]",
             await self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: start_id}, count=200, block=block_ms
+                self.group, self.consumer, {self.stream: start_id}, count=BATCH, block=block_ms
             ),
         )
         return [message for _, batch in response for message in batch]
@@ -111,16 +116,26 @@ class RedisStreamLedger:
         """Move one batch into Postgres: this consumer's own unacknowledged entries first,
         then those another consumer left idle (it died), then new ones."""
         await self._ensure_group()
-        messages = [message for message in await self._read("0", None) if message[1]]
-        if not messages:
+        messages: list[Any] = []
+        if self._own_pending:
+            messages = [message for message in await self._read("0", None) if message[1]]
+            self._own_pending = bool(messages)
+        if not messages and time.monotonic() >= self._next_claim:
+            # Looked for every half idle period: only a dead consumer leaves entries there.
+            self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
             claimed = await self.client.xautoclaim(
-                self.stream, self.group, self.consumer, min_idle_time=self.claim_idle_ms, count=200
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                count=BATCH,
             )
             messages = [message for message in claimed[1] if message[1]]
         if not messages:
             messages = [message for message in await self._read(">", block_ms) if message[1]]
         if not messages:
             return 0
+        self._own_pending = True  # until this batch is acknowledged
         entries = [from_json(fields[b"entry"]) for _, fields in messages]
         await insert_entries(self.pool, entries)
         ids = [message_id for message_id, _ in messages]
@@ -206,13 +221,25 @@ def _being_cancelled() -> bool:
 
 
 async def run_drainer(
-    ledger: Ledger, *, idle_seconds: float = 0.5, retry_seconds: float = 2.0
+    ledger: Ledger,
+    *,
+    idle_seconds: float = 0.5,
+    retry_seconds: float = 2.0,
+    linger_seconds: float = 0.2,
 ) -> None:
-    """Forever: drain; on a database or Redis error, log, wait and try again (nothing is lost)."""
+    """Forever: drain; on a database or Redis error, log, wait and try again (nothing is lost).
+
+    After a batch smaller than the maximum it lingers a moment so that the next one is
+    bigger: one transaction and a few Redis calls per batch, not per request. The entries
+    are durable meanwhile (in the stream or the journal), so this delays rows, not safety.
+    """
     while True:
         try:
-            if await ledger.drain_once() == 0:
+            moved = await ledger.drain_once()
+            if moved == 0:
                 await asyncio.sleep(idle_seconds if isinstance(ledger, JournalLedger) else 0)
+            elif moved < BATCH:
+                await asyncio.sleep(linger_seconds)
         except asyncio.CancelledError:
             raise
         except (asyncpg.PostgresError, OSError, redis.RedisError, TimeoutError) as exc:
