@@ -35,6 +35,23 @@ status: $(STAMP) ## Show the local programs and their states
 doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, roles present
 	@$(BIN)/valuecanvas doctor --env-file $(STATE_DIR)/secrets/migrate.env
 
+EMULATOR_PORT ?= 5000
+
+emulator: $(STAMP) ## Start the local AWS emulator (moto) on 127.0.0.1:5000 for the sandbox inventory
+	@mkdir -p $(STATE_DIR)
+	@if $(BIN)/python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $(EMULATOR_PORT))))"; then \
+		echo "emulator already listening on 127.0.0.1:$(EMULATOR_PORT)"; \
+	else \
+		MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup $(BIN)/moto_server -H 127.0.0.1 -p $(EMULATOR_PORT) > $(STATE_DIR)/emulator.log 2>&1 & echo $$! > $(STATE_DIR)/emulator.pid; \
+		sleep 2; echo "emulator on http://127.0.0.1:$(EMULATOR_PORT) (in memory: stopping it forgets everything)"; \
+	fi
+
+emulator-stop: ## Stop the local AWS emulator
+	@test -f $(STATE_DIR)/emulator.pid && kill $$(cat $(STATE_DIR)/emulator.pid) && rm $(STATE_DIR)/emulator.pid || echo "no emulator started by make"
+
+cost: $(STAMP) ## Print the monthly cost table of an environment (INVENTORY=inventories/production)
+	$(BIN)/ansible-playbook -i $(if $(filter inventories/local,$(INVENTORY)),inventories/production,$(INVENTORY)) playbooks/cost.yml
+
 lint: $(STAMP) ## ruff, mypy, yamllint, ansible-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -57,4 +74,4 @@ lock: ## Re-pin every Python dependency into requirements.lock
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV)
 
-.PHONY: help venv up down status doctor lint test bench types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench types lock clean

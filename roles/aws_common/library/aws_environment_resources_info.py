@@ -1,0 +1,183 @@
+#!/usr/bin/python
+"""What exists for one environment, across every service the platform provisions.
+
+Used by teardown's final check ("nothing tagged for the environment is left") and by the
+roles' molecule verify steps.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: aws_environment_resources_info
+short_description: List the resources one environment owns, by kind
+description:
+  - Looks in EC2 (VPCs, subnets, gateways, route tables, security groups, addresses),
+    EKS, RDS, ElastiCache, ELBv2, ACM, ECR, CloudWatch Logs and alarms, SNS, Secrets
+    Manager and IAM for what carries the tag Environment=<environment> or the name
+    prefix. Secrets scheduled for deletion are listed apart.
+options:
+  environment:
+    description: The Environment tag's value.
+    type: str
+    required: true
+  name_prefix:
+    description: The prefix of the environment's resource names (for what takes no tags).
+    type: str
+    required: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+RETURN = r"""
+resources:
+  description: Kind to list of identifiers; kinds with nothing left are omitted.
+  returned: always
+  type: dict
+secrets_pending_deletion:
+  description: Secrets deleted with a recovery window that has not ended.
+  returned: always
+  type: list
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+
+def tags_of(items):
+    return {item["Key"]: item["Value"] for item in items or []}
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec={
+            "environment": {"type": "str", "required": True},
+            "name_prefix": {"type": "str", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    env, prefix = module.params["environment"], module.params["name_prefix"]
+    found = {}
+    pending = []
+
+    def add(kind, ident):
+        found.setdefault(kind, []).append(ident)
+
+    try:
+        ec2 = module.client("ec2")
+        tag_filter = [{"Name": "tag:Environment", "Values": [env]}]
+        for vpc in ec2.describe_vpcs(Filters=tag_filter)["Vpcs"]:
+            add("vpc", vpc["VpcId"])
+            vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+            for eni in ec2.describe_network_interfaces(Filters=vpc_filter)["NetworkInterfaces"]:
+                add("network_interface", eni["NetworkInterfaceId"])
+        for subnet in ec2.describe_subnets(Filters=tag_filter)["Subnets"]:
+            add("subnet", subnet["SubnetId"])
+        for igw in ec2.describe_internet_gateways(Filters=tag_filter)["InternetGateways"]:
+            add("internet_gateway", igw["InternetGatewayId"])
+        for nat in ec2.describe_nat_gateways(Filter=tag_filter)["NatGateways"]:
+            if nat["State"] not in ("deleted", "deleting", "failed"):
+                add("nat_gateway", nat["NatGatewayId"])
+        for table in ec2.describe_route_tables(Filters=tag_filter)["RouteTables"]:
+            add("route_table", table["RouteTableId"])
+        for group in ec2.describe_security_groups(Filters=tag_filter)["SecurityGroups"]:
+            add("security_group", group["GroupId"])
+        for address in ec2.describe_addresses(Filters=tag_filter)["Addresses"]:
+            add("elastic_ip", address.get("AllocationId", address.get("PublicIp")))
+
+        eks = module.client("eks")
+        for name in eks.list_clusters()["clusters"]:
+            cluster = eks.describe_cluster(name=name)["cluster"]
+            if cluster.get("tags", {}).get("Environment") == env:
+                add("eks_cluster", name)
+
+        rds = module.client("rds")
+        for db in rds.describe_db_instances()["DBInstances"]:
+            if tags_of(db.get("TagList")).get("Environment") == env:
+                add("rds_instance", db["DBInstanceIdentifier"])
+        for group in rds.describe_db_subnet_groups()["DBSubnetGroups"]:
+            if group["DBSubnetGroupName"].startswith(prefix):
+                add("rds_subnet_group", group["DBSubnetGroupName"])
+        for group in rds.describe_db_parameter_groups()["DBParameterGroups"]:
+            if group["DBParameterGroupName"].startswith(prefix):
+                add("rds_parameter_group", group["DBParameterGroupName"])
+
+        cache = module.client("elasticache")
+        for group in cache.describe_replication_groups()["ReplicationGroups"]:
+            if group["ReplicationGroupId"].startswith(prefix):
+                add("elasticache_replication_group", group["ReplicationGroupId"])
+        for group in cache.describe_cache_subnet_groups()["CacheSubnetGroups"]:
+            if group["CacheSubnetGroupName"].startswith(prefix):
+                add("elasticache_subnet_group", group["CacheSubnetGroupName"])
+
+        elb = module.client("elbv2")
+        for lb in elb.describe_load_balancers()["LoadBalancers"]:
+            if lb["LoadBalancerName"].startswith(prefix):
+                add("load_balancer", lb["LoadBalancerName"])
+        for group in elb.describe_target_groups()["TargetGroups"]:
+            if group["TargetGroupName"].startswith(prefix):
+                add("target_group", group["TargetGroupName"])
+
+        acm = module.client("acm")
+        for cert in acm.list_certificates()["CertificateSummaryList"]:
+            tags = tags_of(
+                acm.list_tags_for_certificate(CertificateArn=cert["CertificateArn"]).get("Tags")
+            )
+            if tags.get("Environment") == env:
+                add("certificate", cert["CertificateArn"])
+
+        ecr = module.client("ecr")
+        for repo in ecr.describe_repositories()["repositories"]:
+            if repo["repositoryName"].startswith(prefix + "/"):
+                add("ecr_repository", repo["repositoryName"])
+
+        logs = module.client("logs")
+        for group in logs.describe_log_groups()["logGroups"]:
+            if group["logGroupName"].startswith((f"/valuecanvas/{env}/", f"/aws/eks/{prefix}")):
+                add("log_group", group["logGroupName"])
+        cloudwatch = module.client("cloudwatch")
+        for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
+            add("alarm", alarm["AlarmName"])
+        sns = module.client("sns")
+        for topic in sns.list_topics()["Topics"]:
+            if topic["TopicArn"].rsplit(":", 1)[-1].startswith(prefix):
+                add("sns_topic", topic["TopicArn"])
+
+        secrets = module.client("secretsmanager")
+        for page in secrets.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+            for secret in page["SecretList"]:
+                if not secret["Name"].startswith(f"valuecanvas/{env}/"):
+                    continue
+                if secret.get("DeletedDate"):
+                    pending.append(secret["Name"])
+                else:
+                    add("secret", secret["Name"])
+
+        iam = module.client("iam")
+        for page in iam.get_paginator("list_roles").paginate(PathPrefix=f"/valuecanvas/{env}/"):
+            for role in page["Roles"]:
+                add("iam_role", role["RoleName"])
+        for page in iam.get_paginator("list_policies").paginate(
+            Scope="Local", PathPrefix=f"/valuecanvas/{env}/"
+        ):
+            for policy in page["Policies"]:
+                add("iam_policy", policy["PolicyName"])
+        for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+            tags = tags_of(
+                iam.list_open_id_connect_provider_tags(
+                    OpenIDConnectProviderArn=provider["Arn"]
+                ).get("Tags")
+            )
+            if tags.get("Environment") == env:
+                add("oidc_provider", provider["Arn"])
+    except Exception as error:
+        module.fail_json_aws(error, msg="could not list the environment's resources")
+    module.exit_json(
+        changed=False,
+        resources={kind: sorted(ids) for kind, ids in found.items()},
+        secrets_pending_deletion=sorted(pending),
+    )
+
+
+if __name__ == "__main__":
+    main()
