@@ -14,7 +14,7 @@ description:
   - Looks in EC2 (VPCs, subnets, gateways, route tables, security groups, addresses),
     EKS, RDS, ElastiCache, ELBv2, ACM, ECR, CloudWatch Logs and alarms, SNS, Secrets
     Manager and IAM for what carries the tag Environment=<environment> or the name
-    prefix. Secrets scheduled for deletion are listed apart.
+    prefix. What is scheduled for deletion but not gone is listed apart.
 options:
   environment:
     description: The Environment tag's value.
@@ -35,8 +35,8 @@ resources:
   description: Kind to list of identifiers; kinds with nothing left are omitted.
   returned: always
   type: dict
-secrets_pending_deletion:
-  description: Secrets deleted with a recovery window that has not ended.
+pending_deletion:
+  description: What is being deleted but not gone yet - secrets within their recovery window, a Redis group still deleting.
   returned: always
   type: list
 """
@@ -105,7 +105,10 @@ def main():
         cache = module.client("elasticache")
         for group in cache.describe_replication_groups()["ReplicationGroups"]:
             if group["ReplicationGroupId"].startswith(prefix):
-                add("elasticache_replication_group", group["ReplicationGroupId"])
+                if group.get("Status") == "deleting":
+                    pending.append("elasticache:" + group["ReplicationGroupId"])
+                else:
+                    add("elasticache_replication_group", group["ReplicationGroupId"])
         for group in cache.describe_cache_subnet_groups()["CacheSubnetGroups"]:
             if group["CacheSubnetGroupName"].startswith(prefix):
                 add("elasticache_subnet_group", group["CacheSubnetGroupName"])
@@ -149,7 +152,7 @@ def main():
                 if not secret["Name"].startswith(f"valuecanvas/{env}/"):
                     continue
                 if secret.get("DeletedDate"):
-                    pending.append(secret["Name"])
+                    pending.append("secret:" + secret["Name"])
                 else:
                     add("secret", secret["Name"])
 
@@ -175,7 +178,7 @@ def main():
     module.exit_json(
         changed=False,
         resources={kind: sorted(ids) for kind, ids in found.items()},
-        secrets_pending_deletion=sorted(pending),
+        pending_deletion=sorted(pending),
     )
 
 

@@ -85,6 +85,10 @@ options:
     description: Seconds to wait.
     type: int
     default: 1800
+  wait_for_deletion:
+    description: With state=absent, wait until the group is gone (its subnet group can only go then). The emulator never finishes a deletion.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -134,7 +138,7 @@ def summary(group):
 
 
 def wait_for(module, client, name, gone=False):
-    if not module.params["wait"]:
+    if not module.params["wait"] or (gone and not module.params["wait_for_deletion"]):
         return
     deadline = time.monotonic() + module.params["wait_timeout"]
     while time.monotonic() < deadline:
@@ -169,6 +173,7 @@ def main():
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "wait": {"type": "bool", "default": True},
             "wait_timeout": {"type": "int", "default": 1800},
+            "wait_for_deletion": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
