@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.rehearsals import Rehearsals
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
 
@@ -144,3 +145,12 @@ def redis_server() -> Iterator[RedisServer]:
     process.terminate()
     process.wait(timeout=10)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rehearsals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsals]:
+    """The AWS rehearsals (sandbox lifecycle, AWS roles' molecule scenarios), started together
+    in the background the first time a test asks for one."""
+    started = Rehearsals(tmp_path_factory.mktemp("rehearsals"))
+    yield started
+    started.close()

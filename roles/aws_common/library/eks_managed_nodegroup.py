@@ -128,7 +128,9 @@ def wait_for(module, client, cluster, name, gone=False):
         if not gone and group is not None and group.get("status") in ("CREATE_FAILED", "DEGRADED"):
             module.fail_json(msg=f"node group {name} is {group['status']}: {group.get('health')}")
         time.sleep(15)
-    module.fail_json(msg=f"node group {name} did not become {'deleted' if gone else 'ACTIVE'} in time")
+    module.fail_json(
+        msg=f"node group {name} did not become {'deleted' if gone else 'ACTIVE'} in time"
+    )
 
 
 def main():
@@ -139,7 +141,11 @@ def main():
             "node_role": {"type": "str"},
             "subnets": {"type": "list", "elements": "str", "default": []},
             "instance_types": {"type": "list", "elements": "str", "default": ["t3.medium"]},
-            "capacity_type": {"type": "str", "choices": ["ON_DEMAND", "SPOT"], "default": "ON_DEMAND"},
+            "capacity_type": {
+                "type": "str",
+                "choices": ["ON_DEMAND", "SPOT"],
+                "default": "ON_DEMAND",
+            },
             "disk_size": {"type": "int", "default": 50},
             "min_size": {"type": "int", "default": 1},
             "max_size": {"type": "int", "default": 3},
@@ -155,7 +161,9 @@ def main():
     )
     p = module.params
     if not p["min_size"] <= p["desired_size"] <= p["max_size"]:
-        module.fail_json(msg=f"desired_size: must be between min_size ({p['min_size']}) and max_size ({p['max_size']})")
+        module.fail_json(
+            msg=f"desired_size: must be between min_size ({p['min_size']}) and max_size ({p['max_size']})"
+        )
     client = module.client("eks")
     cluster, name = p["cluster_name"], p["name"]
     try:
@@ -170,7 +178,9 @@ def main():
             module.exit_json(changed=True)
         if group is None:
             if module.check_mode:
-                module.exit_json(changed=True, nodegroup={"name": name, "status": "would be created"})
+                module.exit_json(
+                    changed=True, nodegroup={"name": name, "status": "would be created"}
+                )
             client.create_nodegroup(
                 clusterName=cluster,
                 nodegroupName=name,
@@ -179,7 +189,11 @@ def main():
                 instanceTypes=p["instance_types"],
                 capacityType=p["capacity_type"],
                 diskSize=p["disk_size"],
-                scalingConfig={"minSize": p["min_size"], "maxSize": p["max_size"], "desiredSize": p["desired_size"]},
+                scalingConfig={
+                    "minSize": p["min_size"],
+                    "maxSize": p["max_size"],
+                    "desiredSize": p["desired_size"],
+                },
                 updateConfig={"maxUnavailable": p["max_unavailable"]},
                 labels=p["labels"],
                 tags={key: str(value) for key, value in p["tags"].items()},
@@ -187,32 +201,48 @@ def main():
             wait_for(module, client, cluster, name)
             module.exit_json(changed=True, nodegroup=summary(describe(client, cluster, name)))
         fixed = {
-            "instance_types": (sorted(group.get("instanceTypes") or []), sorted(p["instance_types"])),
+            "instance_types": (
+                sorted(group.get("instanceTypes") or []),
+                sorted(p["instance_types"]),
+            ),
             "subnets": (sorted(group.get("subnets") or []), sorted(p["subnets"])),
             "node_role": (group.get("nodeRole"), p["node_role"]),
             "capacity_type": (group.get("capacityType", p["capacity_type"]), p["capacity_type"]),
         }
         for key, (have, want) in fixed.items():
             if have != want:
-                module.fail_json(msg=f"{key}: fixed at creation; node group {name} has {have}, wanted {want}. Make a new node group to change it.")
+                module.fail_json(
+                    msg=f"{key}: fixed at creation; node group {name} has {have}, wanted {want}. Make a new node group to change it."
+                )
         update = {}
         scaling = dict(group.get("scalingConfig") or {})
         wanted_scaling = {
             "minSize": p["min_size"],
             "maxSize": p["max_size"],
-            "desiredSize": min(max(scaling.get("desiredSize", p["desired_size"]), p["min_size"]), p["max_size"]),
+            "desiredSize": min(
+                max(scaling.get("desiredSize", p["desired_size"]), p["min_size"]), p["max_size"]
+            ),
         }
         if scaling != wanted_scaling:
             update["scalingConfig"] = wanted_scaling
         if (group.get("updateConfig") or {}).get("maxUnavailable") != p["max_unavailable"]:
             update["updateConfig"] = {"maxUnavailable": p["max_unavailable"]}
         have_labels = group.get("labels") or {}
-        add = {key: str(value) for key, value in p["labels"].items() if have_labels.get(key) != str(value)}
+        add = {
+            key: str(value)
+            for key, value in p["labels"].items()
+            if have_labels.get(key) != str(value)
+        }
         remove = [key for key in have_labels if key not in p["labels"]]
         if add or remove:
-            update["labels"] = {**({"addOrUpdateLabels": add} if add else {}), **({"removeLabels": remove} if remove else {})}
+            update["labels"] = {
+                **({"addOrUpdateLabels": add} if add else {}),
+                **({"removeLabels": remove} if remove else {}),
+            }
         have_tags = group.get("tags") or {}
-        new_tags = {key: str(value) for key, value in p["tags"].items() if have_tags.get(key) != str(value)}
+        new_tags = {
+            key: str(value) for key, value in p["tags"].items() if have_tags.get(key) != str(value)
+        }
         changed = bool(update or new_tags)
         if changed and not module.check_mode:
             if update:
@@ -223,7 +253,11 @@ def main():
             group = describe(client, cluster, name)
     except Exception as error:
         module.fail_json_aws(error, msg=f"could not manage node group {name}")
-    module.exit_json(changed=changed, nodegroup=summary(group), changes=sorted(update) + (["tags"] if new_tags else []))
+    module.exit_json(
+        changed=changed,
+        nodegroup=summary(group),
+        changes=sorted(update) + (["tags"] if new_tags else []),
+    )
 
 
 if __name__ == "__main__":

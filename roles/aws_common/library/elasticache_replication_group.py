@@ -248,7 +248,9 @@ def main():
                 node = client.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]
             except client.exceptions.CacheClusterNotFoundFault:
                 continue  # not described (the emulator does not list a group's nodes): left as is
-            have_groups = sorted(member["SecurityGroupId"] for member in node.get("SecurityGroups", []))
+            have_groups = sorted(
+                member["SecurityGroupId"] for member in node.get("SecurityGroups", [])
+            )
         if (
             params["security_group_ids"]
             and have_groups

@@ -97,27 +97,38 @@ def main():
                 DBParameterGroupName=p["name"],
                 DBParameterGroupFamily=p["family"],
                 Description=p["description"],
-                Tags=[{"Key": key, "Value": str(value)} for key, value in sorted(p["tags"].items())],
+                Tags=[
+                    {"Key": key, "Value": str(value)} for key, value in sorted(p["tags"].items())
+                ],
             )
         elif group["DBParameterGroupFamily"] != p["family"]:
-            module.fail_json(msg=f"family: fixed at creation; {p['name']} is {group['DBParameterGroupFamily']}. Use a new group name.")
+            module.fail_json(
+                msg=f"family: fixed at creation; {p['name']} is {group['DBParameterGroupFamily']}. Use a new group name."
+            )
         have = current_values(client, p["name"])
         modify = [
             {
                 "ParameterName": key,
                 "ParameterValue": str(value),
                 # Dynamic parameters now; static ones (and unknown apply types) at the next reboot.
-                "ApplyMethod": "immediate" if have.get(key, {}).get("ApplyType") == "dynamic" else "pending-reboot",
+                "ApplyMethod": "immediate"
+                if have.get(key, {}).get("ApplyType") == "dynamic"
+                else "pending-reboot",
             }
             for key, value in sorted(p["parameters"].items())
             if str(have.get(key, {}).get("ParameterValue")) != str(value)
         ]
         if modify and not module.check_mode:
             for start in range(0, len(modify), 20):  # the API takes 20 at a time
-                client.modify_db_parameter_group(DBParameterGroupName=p["name"], Parameters=modify[start : start + 20])
+                client.modify_db_parameter_group(
+                    DBParameterGroupName=p["name"], Parameters=modify[start : start + 20]
+                )
     except Exception as error:
         module.fail_json_aws(error, msg=f"could not manage parameter group {p['name']}")
-    module.exit_json(changed=changed or bool(modify), changed_parameters=[item["ParameterName"] for item in modify])
+    module.exit_json(
+        changed=changed or bool(modify),
+        changed_parameters=[item["ParameterName"] for item in modify],
+    )
 
 
 if __name__ == "__main__":

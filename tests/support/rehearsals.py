@@ -1,0 +1,145 @@
+"""The slow AWS rehearsals, run two at a time in the background so that CI stays short:
+the sandbox's whole lifecycle (plan, provision, rerun, check, teardown) and every AWS
+role's molecule scenario, each against an emulator of its own. Tests wait for their own
+job's result and assert on it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from tests.support.emulator import aws_emulator
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SANDBOX = REPO / "inventories" / "sandbox"
+AWS_ROLES = sorted(
+    path.parents[2].name for path in REPO.glob("roles/aws_*/molecule/default/molecule.yml")
+)
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "MOLECULE_PYTHON": sys.executable, **extra}  # fmt: skip
+
+
+def playbook(
+    *args: str, endpoint: str | None = None, inventory: Path = SANDBOX
+) -> subprocess.CompletedProcess[str]:
+    extra = ["-e", f"aws_common_endpoint_url={endpoint}"] if endpoint else []
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), *extra, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=1800, env=tool_env())  # fmt: skip
+
+
+def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    match = re.search(r"localhost\s+:\s+(.*)", result.stdout)
+    if not match:
+        return {}
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def tagged(endpoint: str, environment: str = "sandbox") -> dict[str, list[str]]:
+    """What the environment has, looked up with boto3 (not with the playbooks' own module)."""
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    ec2 = session.client("ec2", endpoint_url=endpoint)
+    tag = [{"Name": "tag:Environment", "Values": [environment]}]
+    found = {
+        "vpcs": [vpc["VpcId"] for vpc in ec2.describe_vpcs(Filters=tag)["Vpcs"]],
+        "subnets": [subnet["SubnetId"] for subnet in ec2.describe_subnets(Filters=tag)["Subnets"]],
+        "security_groups": [group["GroupId"] for group in ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
+        "nat_gateways": [nat["NatGatewayId"] for nat in ec2.describe_nat_gateways(Filter=tag)["NatGateways"]
+                         if nat["State"] in ("pending", "available")],
+        "clusters": session.client("eks", endpoint_url=endpoint).list_clusters()["clusters"],
+        "databases": [db["DBInstanceIdentifier"] for db in
+                      session.client("rds", endpoint_url=endpoint).describe_db_instances()["DBInstances"]],
+        "load_balancers": [lb["LoadBalancerName"] for lb in
+                           session.client("elbv2", endpoint_url=endpoint).describe_load_balancers()["LoadBalancers"]],
+        "repositories": [repo["repositoryName"] for repo in
+                         session.client("ecr", endpoint_url=endpoint).describe_repositories()["repositories"]],
+        "roles": [role["RoleName"] for role in
+                  session.client("iam", endpoint_url=endpoint).list_roles(PathPrefix=f"/valuecanvas/{environment}/")["Roles"]],
+        "secrets": [secret["Name"] for secret in
+                    session.client("secretsmanager", endpoint_url=endpoint).list_secrets()["SecretList"]],
+    }  # fmt: skip
+    return {kind: ids for kind, ids in found.items() if ids}
+
+
+@dataclass
+class Step:
+    name: str
+    result: subprocess.CompletedProcess[str]
+    left: dict[str, list[str]]  # what the emulator held after the step
+
+    @property
+    def changed(self) -> int:
+        return recap(self.result).get("changed", -1)
+
+    def tail(self, characters: int = 6000) -> str:
+        return (self.result.stdout + self.result.stderr)[-characters:]
+
+
+@dataclass
+class Lifecycle:
+    steps: dict[str, Step] = field(default_factory=dict)
+
+
+def sandbox_lifecycle(workdir: Path) -> Lifecycle:
+    """check on empty, provision, rerun, check on provisioned, teardown: in order, stopping at
+    the first failure (the test reports it)."""
+    lifecycle = Lifecycle()
+    with aws_emulator(workdir / "moto-lifecycle.log") as endpoint:
+        for name, args in [
+            ("plan", ("site.yml", "--check")),
+            ("provision", ("site.yml",)),
+            ("rerun", ("site.yml",)),
+            ("check", ("site.yml", "--check")),
+            ("teardown", ("playbooks/teardown.yml",)),
+        ]:
+            result = playbook(*args, endpoint=endpoint)
+            lifecycle.steps[name] = Step(name, result, tagged(endpoint))
+            if result.returncode != 0:
+                break
+    return lifecycle
+
+
+def molecule_scenario(role: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    with aws_emulator(workdir / f"moto-{role}.log") as endpoint:
+        return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
+                              capture_output=True, text=True, timeout=1800,
+                              env=tool_env(VALUECANVAS_AWS_ENDPOINT=endpoint))  # fmt: skip
+
+
+class Rehearsals:
+    """Started once, on first use; two jobs at a time (the machine has two cores)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rehearsal")
+        jobs: dict[str, Callable[[], object]] = {"lifecycle": lambda: sandbox_lifecycle(workdir)}
+        for role in AWS_ROLES:
+            jobs[role] = lambda role=role: molecule_scenario(role, workdir)  # type: ignore[misc]
+        self.futures: dict[str, Future[object]] = {
+            name: self.pool.submit(job) for name, job in jobs.items()
+        }
+
+    def lifecycle(self) -> Lifecycle:
+        result = self.futures["lifecycle"].result()
+        assert isinstance(result, Lifecycle)
+        return result
+
+    def molecule(self, role: str) -> subprocess.CompletedProcess[str]:
+        result = self.futures[role].result()
+        assert isinstance(result, subprocess.CompletedProcess)
+        return result
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

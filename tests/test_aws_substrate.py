@@ -1,0 +1,166 @@
+"""The AWS substrate rehearsed end to end against the local AWS emulator: bad input fails
+in the first play naming the variable and creates nothing; `--check` on an empty
+environment creates nothing; site.yml provisions; a rerun and `--check` report no change;
+teardown leaves nothing tagged for the environment. Also the cost table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.support.emulator import aws_emulator
+from tests.support.rehearsals import SANDBOX, Rehearsals, playbook, tagged
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with aws_emulator(tmp_path_factory.mktemp("emulator") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.mark.platform
+@pytest.mark.parametrize(
+    ("override", "variable", "message"),
+    [
+        (
+            "aws_network_vpc_cidr=10.2.0.0/33",
+            "aws_network_vpc_cidr",
+            "must be an IPv4 network in CIDR form",
+        ),
+        (
+            "aws_network_vpc_cidr=10.2.0.1/16",
+            "aws_network_vpc_cidr",
+            "must be an IPv4 network in CIDR form",
+        ),
+        ("aws_eks_node_min_size=5", "aws_eks_node_min_size", "not above aws_eks_node_max_size"),
+        (
+            "aws_rds_instance_class=db.x9.huge",
+            "aws_rds_instance_class",
+            "must be a known instance class",
+        ),
+        (
+            "aws_elasticache_node_type=cache.t1.tiny",
+            "aws_elasticache_node_type",
+            "must be a known node type",
+        ),
+        (
+            "aws_eks_kubernetes_version=1.28",
+            "aws_eks_kubernetes_version",
+            "quoted Kubernetes minor version",
+        ),
+    ],
+)
+def test_bad_input_fails_in_the_first_play_naming_the_variable_and_creates_nothing(
+    emulator: str, override: str, variable: str, message: str
+) -> None:
+    result = playbook("site.yml", "-e", override, endpoint=emulator)
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{variable}: {message}" in output or (variable in output and message in output), output[
+        -3000:
+    ]
+    assert "Check every input of the AWS substrate before any API call" in output
+    assert "PLAY [Provision the AWS substrate]" not in output  # failed before any API call
+    assert tagged(emulator) == {}
+
+
+@pytest.mark.platform
+def test_a_missing_required_variable_is_named(emulator: str, tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text((SANDBOX / "hosts.yml").read_text())
+    settings = yaml.safe_load((SANDBOX / "group_vars" / "all" / "aws.yml").read_text())
+    del settings["aws_common_environment"]
+    (inventory / "group_vars" / "all" / "aws.yml").write_text(yaml.safe_dump(settings))
+
+    result = playbook("site.yml", endpoint=emulator, inventory=inventory)
+
+    assert result.returncode != 0
+    assert "aws_common_environment" in result.stdout + result.stderr
+    assert tagged(emulator) == {}
+
+
+@pytest.mark.platform
+def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehearsals) -> None:
+    steps = (
+        rehearsals.lifecycle().steps
+    )  # plan, provision, rerun, check, teardown (in the background)
+    for name, step in steps.items():
+        assert step.result.returncode == 0, f"{name} failed:\n{step.tail()}"
+    assert list(steps) == ["plan", "provision", "rerun", "check", "teardown"]
+
+    assert "would_create" in steps["plan"].result.stdout
+    assert steps["plan"].left == {}, "check mode created something"
+
+    assert steps["provision"].changed > 0
+    made = steps["provision"].left
+    assert len(made["vpcs"]) == 1
+    assert len(made["subnets"]) == 6
+    assert len(made["security_groups"]) == 5
+    assert made["clusters"] == ["valuecanvas-sandbox"]
+    assert made["databases"] == ["valuecanvas-sandbox-postgres"]
+    assert made["load_balancers"] == ["valuecanvas-sandbox-alb"]
+    assert len(made["repositories"]) == 8
+    assert len(made["secrets"]) == 7
+    assert "valuecanvas-sandbox-svc-llm-proxy" in made["roles"]
+
+    for name in ("rerun", "check"):
+        changed = [
+            line for line in steps[name].result.stdout.splitlines() if line.startswith("changed")
+        ]
+        assert steps[name].changed == 0, f"{name}: {changed}"
+    assert steps["check"].left == made
+
+    assert "Nothing of sandbox is left" in steps["teardown"].result.stdout
+    assert steps["teardown"].left == {}
+
+
+def cost_table(*extra: str) -> dict[str, float]:
+    result = playbook("playbooks/cost.yml", *extra, inventory=REPO / "inventories" / "production")
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows: dict[str, float] = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"\s*-?\s*'?(\S.*?)\s{2,}.*?\s(\d+\.\d\d)'?$", line)
+        if match:
+            rows[match.group(1)] = float(match.group(2))
+    return rows
+
+
+def test_the_cost_table_follows_the_inventory_and_the_price_table() -> None:
+    prices: dict[str, Any] = yaml.safe_load(
+        (REPO / "playbooks" / "vars" / "aws_prices.yml").read_text()
+    )
+    hours, price = prices["aws_prices_hours_per_month"], prices["aws_prices"]
+
+    production = cost_table()
+    bigger = cost_table("-e", "aws_eks_node_desired_size=5", "-e", "aws_rds_multi_az=false")
+
+    # Production: 3 x t3.medium; db.t3.medium Multi-AZ with 100 GiB gp3 (both doubled).
+    assert production["EC2 nodes (t3.medium x3)"] == pytest.approx(
+        round(price["ec2_hour"]["t3.medium"] * hours * 3, 2)
+    )
+    assert production["RDS PostgreSQL (db.t3.medium)"] == pytest.approx(
+        round(
+            (
+                price["rds_postgres_hour"]["db.t3.medium"] * hours
+                + price["rds_storage_gb_month"]["gp3"] * 100
+            )
+            * 2,
+            2,
+        )
+    )
+    assert bigger["EC2 nodes (t3.medium x5)"] == pytest.approx(
+        round(price["ec2_hour"]["t3.medium"] * hours * 5, 2)
+    )
+    assert bigger["RDS PostgreSQL (db.t3.medium)"] == pytest.approx(
+        production["RDS PostgreSQL (db.t3.medium)"] / 2, abs=0.01
+    )
+    total = sum(value for name, value in production.items() if name != "Total")
+    assert production["Total"] == pytest.approx(total, abs=0.05)
