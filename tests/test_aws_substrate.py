@@ -49,8 +49,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "aws_elasticache_node_type",
             "must be a known node type",
         ),
+        # JSON extra vars keep YAML's types: an unquoted 1.28 is a number (1.30 would be 1.3).
         (
-            "aws_eks_kubernetes_version=1.28",
+            '{"aws_eks_kubernetes_version": 1.28}',
             "aws_eks_kubernetes_version",
             "quoted Kubernetes minor version",
         ),
@@ -88,6 +89,7 @@ def test_a_missing_required_variable_is_named(emulator: str, tmp_path: Path) -> 
 
 
 @pytest.mark.platform
+@pytest.mark.timeout(3000)  # waits for the background rehearsal
 def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehearsals) -> None:
     steps = (
         rehearsals.lifecycle().steps

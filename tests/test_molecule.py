@@ -27,6 +27,7 @@ def test_every_role_has_a_molecule_scenario() -> None:
 
 
 @pytest.mark.platform
+@pytest.mark.timeout(3000)  # an AWS scenario may wait for the background rehearsals
 @pytest.mark.parametrize("role", ROLES_WITH_SCENARIOS)
 def test_molecule_scenario(role: str, request: pytest.FixtureRequest) -> None:
     if role in AWS_ROLES:

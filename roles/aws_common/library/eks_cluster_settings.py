@@ -55,8 +55,7 @@ cluster:
   type: dict
 """
 
-import time
-
+from ansible.module_utils.aws_wait import wait_for_status
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 ALL_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -80,15 +79,8 @@ def current(client, name):
 
 
 def wait_active(module, client, name):
-    deadline = time.monotonic() + module.params["wait_timeout"]
-    while time.monotonic() < deadline:
-        status = client.describe_cluster(name=name)["cluster"].get("status")
-        if status == "ACTIVE":
-            return
-        if status in ("FAILED", "DELETING"):
-            module.fail_json(msg=f"cluster {name} is {status}")
-        time.sleep(15)
-    module.fail_json(msg=f"cluster {name} did not become ACTIVE in time")
+    wait_for_status(module, lambda: client.describe_cluster(name=name)["cluster"].get("status"),
+                    what=f"cluster {name}", ready=("ACTIVE",), failed=("FAILED", "DELETING"))  # fmt: skip
 
 
 def main():

@@ -102,8 +102,7 @@ replication_group:
   type: dict
 """
 
-import time
-
+from ansible.module_utils.aws_wait import wait_for_status
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
@@ -140,16 +139,13 @@ def summary(group):
 def wait_for(module, client, name, gone=False):
     if not module.params["wait"] or (gone and not module.params["wait_for_deletion"]):
         return
-    deadline = time.monotonic() + module.params["wait_timeout"]
-    while time.monotonic() < deadline:
+
+    def status():
         group = describe(client, name)
-        if gone and group is None:
-            return
-        if not gone and group is not None and group.get("Status") == "available":
-            return
-        time.sleep(15)
-    module.fail_json(
-        msg=f"replication group {name} did not become {'deleted' if gone else 'available'} in time"
+        return None if group is None else group.get("Status")
+
+    wait_for_status(
+        module, status, what=f"replication group {name}", ready=("available",), gone=gone
     )
 
 
