@@ -113,6 +113,9 @@ def sandbox_lifecycle(workdir: Path) -> Lifecycle:
 
 
 def molecule_scenario(role: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    # A fresh emulator has nothing: forget that an earlier run already prepared the scenario.
+    subprocess.run([str(BIN / "molecule"), "reset", "--scenario-name", "default"], cwd=REPO / "roles" / role,
+                   capture_output=True, timeout=300, env=tool_env(), check=True)  # fmt: skip
     with aws_emulator(workdir / f"moto-{role}.log") as endpoint:
         return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
                               capture_output=True, text=True, timeout=1800,
