@@ -147,20 +147,11 @@ def redis_server() -> Iterator[RedisServer]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def rehearsals(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Rehearsals | None]:
-    """The AWS rehearsals (sandbox lifecycle, AWS roles' molecule scenarios), started in the
-    background with the session when any collected test needs them, so that their slow
-    Ansible runs overlap the other tests (CI stays under 30 minutes)."""
-    wanted = any(
-        "rehearsals" in item.fixturenames or "[aws_" in item.nodeid
-        for item in request.session.items
-    )
-    if not wanted:
-        yield None
-        return
+@pytest.fixture(scope="session")
+def rehearsals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsals]:
+    """The AWS rehearsals (sandbox lifecycle, AWS roles' molecule scenarios), all started in
+    the background, two at a time, the first time a test asks for one. (Started with the
+    session instead, they would slow the timing-sensitive tests that run meanwhile.)"""
     started = Rehearsals(tmp_path_factory.mktemp("rehearsals"))
     yield started
     started.close()
