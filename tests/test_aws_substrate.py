@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.support.emulator import aws_emulator
 from tests.support.rehearsals import SANDBOX, Rehearsals, playbook, tagged
+from valuecanvas.localdev.emulator import aws_emulator
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -473,7 +474,13 @@ def test_the_hot_path_is_still_documented_and_other_methods_reach_fastapi(
         wrong_method = client.get("/v1/chat/completions", headers=auth())
         no_token = client.post("/v1/chat/completions", json=CHAT)
 
-    assert "post" in spec["paths"]["/v1/chat/completions"]
+    post = spec["paths"]["/v1/chat/completions"]["post"]
+    body_schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert post["requestBody"]["required"] is True
+    assert set(body_schema["required"]) == {"model", "messages"}
+    assert body_schema["properties"]["stream"]["type"] == "boolean"
+    assert "$ref" not in json.dumps(body_schema)  # inlined: the document stands alone
+    assert {"200", "400", "401", "404", "413", "429", "502", "503"} <= set(post["responses"])
     assert wrong_method.status_code == 405
     assert no_token.status_code == 401
     assert no_token.json()["error"]["code"] == "invalid_token"
@@ -512,32 +519,46 @@ def test_without_redis_the_proxy_refuses_instead_of_counting_alone(
     assert "llm_ratelimit_unavailable_total 1.0" in metrics
 
 
+def body(**fields: Any) -> bytes:
+    return json.dumps({**CHAT, **fields}).encode()
+
+
+DEEP = b'{"model": "valuecanvas-default", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+HUGE_NUMBER = b'{"model": "valuecanvas-default", "temperature": ' + b"9" * 5000 + b"}"
+
+
 @pytest.mark.parametrize(
-    ("content", "headers", "status", "code"),
+    ("content", "headers", "status", "code", "param"),
     [
-        (b"{not json", None, 400, "invalid_json"),
-        (b"[1, 2]", None, 400, "invalid_body"),
-        (json.dumps({"messages": CHAT["messages"]}).encode(), None, 400, "missing_model"),
-        (
-            json.dumps({"model": "valuecanvas-default", "messages": []}).encode(),
-            None,
-            400,
-            "invalid_messages",
-        ),
-        (json.dumps({**CHAT, "model": "gpt-17"}).encode(), None, 404, "model_not_found"),
-        (json.dumps({**CHAT, "padding": "x" * 1_100_000}).encode(), None, 413, "request_too_large"),
-        (json.dumps(CHAT).encode(), {}, 401, "invalid_token"),
+        (b"{not json", None, 400, "invalid_json", None),
+        (b"\xff\xfe", None, 400, "invalid_json", None),
+        (DEEP, None, 400, "invalid_json", None),  # RecursionError in the parser
+        (HUGE_NUMBER, None, 400, "invalid_json", None),  # past Python's int digit limit
+        (b"[1, 2]", None, 400, "invalid_body", None),
+        (json.dumps({"messages": CHAT["messages"]}).encode(), None, 400, "invalid_field", "model"),
+        (body(model=7), None, 400, "invalid_field", "model"),
+        (body(messages=[]), None, 400, "invalid_field", "messages"),
+        (body(messages=[{"content": "hi"}]), None, 400, "invalid_field", "messages.0.role"),
+        (body(messages=[{"role": "user", "content": 5}]), None, 400, "invalid_field",
+         "messages.0.content.str"),
+        (body(stream="true"), None, 400, "invalid_field", "stream"),
+        (body(stream_options={"include_usage": 1}), None, 400, "invalid_field",
+         "stream_options.include_usage"),
+        (body(model="gpt-17"), None, 404, "model_not_found", "model"),
+        (body(padding="x" * 1_100_000), None, 413, "request_too_large", None),
+        (json.dumps(CHAT).encode(), {}, 401, "invalid_token", None),
         (
             json.dumps(CHAT).encode(),
             {"Authorization": "Bearer " + token(MEMBER, exp=int(time.time()) - 3600)},
             401,
             "invalid_token",
+            None,
         ),
     ],
-)
+)  # fmt: skip
 async def test_bad_input_gets_a_clear_4xx_and_is_not_billed(
     proxy: TestClient, fresh_upstream: FakeUpstream, database: Database,
-    content: bytes, headers: dict[str, str] | None, status: int, code: str,
+    content: bytes, headers: dict[str, str] | None, status: int, code: str, param: str | None,
 ) -> None:  # fmt: skip
     response = proxy.post("/v1/chat/completions", content=content,
                           headers=auth() if headers is None else headers)  # fmt: skip
@@ -545,6 +566,9 @@ async def test_bad_input_gets_a_clear_4xx_and_is_not_billed(
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code
+    assert error["param"] == param
+    if param:
+        assert repr(param) in error["message"] or param == "model"
     assert set(error) == {"message", "type", "param", "code"}
     assert fresh_upstream.calls() == []
     assert await ledger_rows(database, 1, wait_seconds=0.5) == []
@@ -576,6 +600,80 @@ async def test_usage_totals_for_the_caller_and_for_organization_admins(
     )
     assert {row["model"] for row in organization["data"]} == {"valuecanvas-default"}
     assert forbidden.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start": "0"}, "start"),  # pydantic alone reads a number as a Unix time (1970)
+        ({"end": "1700000000"}, "end"),
+        ({"start": "2026-02-30"}, "start"),
+        ({"scope": "everyone"}, "scope"),
+    ],
+)
+def test_usage_refuses_what_its_document_does_not_describe(
+    proxy: TestClient, params: dict[str, str], field: str
+) -> None:
+    response = proxy.get("/v1/usage", params=params, headers=auth())
+
+    assert response.status_code == 422
+    assert [error["loc"][-1] for error in response.json()["detail"]] == [field]
+
+
+def test_usage_refuses_an_end_before_the_start_and_takes_the_last_day(proxy: TestClient) -> None:
+    backwards = proxy.get("/v1/usage", params={"start": "2026-05-02", "end": "2026-05-01"},
+                          headers=auth())  # fmt: skip
+    widest = proxy.get("/v1/usage", params={"start": "0001-01-01", "end": "9999-12-31"},
+                       headers=auth())  # fmt: skip
+
+    assert backwards.status_code == 400
+    assert backwards.json()["error"]["param"] == "end"
+    assert widest.status_code == 200, widest.text  # end + 1 day would overflow in Python
+    assert widest.json()["totals"]["cost_usd"] == "0"
+
+
+async def test_usage_prints_money_as_plain_decimals(proxy: TestClient, database: Database) -> None:
+    offline = proxy.post("/v1/chat/completions", json=CHAT, headers=auth(ADMIN))
+    assert offline.status_code == 200
+    paid = proxy.post("/v1/chat/completions", json=CHAT, headers=auth())
+    assert paid.status_code == 200
+    await ledger_rows(database, 2)
+
+    organization = proxy.get("/v1/usage", params={"scope": "organization"},
+                             headers=auth(ADMIN)).json()  # fmt: skip
+
+    costs = [row["cost_usd"] for row in organization["data"]] + [organization["totals"]["cost_usd"]]
+    assert all(re.fullmatch(r"\d+(\.\d+)?", cost) for cost in costs), costs
+    assert "E" not in json.dumps(organization)
+    assert (
+        Decimal(organization["totals"]["cost_usd"])
+        == Decimal("0.88") * (PROMPT_TOKENS + COMPLETION_TOKENS) * 2 / 10**6
+    )
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "memory"])
+async def test_a_repeated_request_id_is_still_limited_exactly_and_every_answer_is_recorded(
+    database: Database, fresh_upstream: FakeUpstream, redis_server: RedisServer, members: None,
+    tmp_path: Any, with_redis: bool,
+) -> None:  # fmt: skip
+    app = SERVICES["llm-proxy"].create_app(settings(
+        database, fresh_upstream, redis_server.url if with_redis else None,
+        llm_user_limit_per_hour=3, llm_ledger_journal=str(tmp_path / "ledger.jsonl"),
+    ))  # fmt: skip
+    same = {"X-Request-ID": "replayed-id"}
+    with TestClient(app) as client:
+        codes = [client.post("/v1/chat/completions", json=CHAT, headers={**auth(), **same}).status_code
+                 for _ in range(5)]  # fmt: skip
+        # Another user reusing that id neither shares its slots nor overwrites its rows.
+        other = client.post("/v1/chat/completions", json=CHAT, headers={**auth(ADMIN), **same})
+        rows = await ledger_rows(database, 4)
+
+    assert codes == [200, 200, 200, 429, 429]
+    assert other.status_code == 200
+    assert len(rows) == 4
+    assert {row["request_id"] for row in rows} == {"replayed-id"}  # kept for correlation
+    assert len({row["completion_id"] for row in rows}) == 4
+    assert sorted(str(row["user_id"]) for row in rows) == sorted([str(MEMBER)] * 3 + [str(ADMIN)])
 
 
 def test_models_lists_the_logical_models(proxy: TestClient) -> None:
@@ -683,3 +781,23 @@ def test_offline_requests_say_so_on_every_log_line(
     assert request_line["provider"] == "offline"
     assert request_line["cost_usd"] == "0"
     assert all(line["offline"] is True for line in lines)
+
+
+async def test_costs_stay_in_the_logs_as_numbers(
+    proxy: TestClient, database: Database, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from valuecanvas.core.logging import configure_logging
+
+    configure_logging("llm-proxy", "INFO")
+    capfd.readouterr()
+    response = proxy.post("/v1/chat/completions", json=CHAT, headers=auth())
+
+    (row,) = await ledger_rows(database, 1)
+    lines = [
+        json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    request_line = next(line for line in lines if line.get("event") == "request")
+    assert response.status_code == 200
+    assert row["cost_usd"] > 0  # a real, priced cost: 0.0000897600 has ten digits
+    assert request_line["cost_usd"] != "[phone]"
+    assert Decimal(request_line["cost_usd"]) == row["cost_usd"]

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from tests.conftest import Database, RedisServer
 from valuecanvas.apps import SERVICES
@@ -286,3 +287,58 @@ def test_unknown_routes_share_one_metrics_label(database: Database) -> None:
         metrics = client.get("/metrics").text
 
     assert 'route="<unmatched>",service="realization",status="404"} 3.0' in metrics
+
+
+class _Note(BaseModel):
+    text: str
+    amount: int
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"text": "x", "amount": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"text": "x", "amount": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["nested-100000-deep", "5000-digit-number"],
+)
+def test_a_hostile_body_gets_400_on_every_service_route_that_parses_one(
+    database: Database, content: bytes
+) -> None:
+    """Routes FastAPI parses (the future endpoints of every service) refuse both, as the
+    llm-proxy's own reader does (tests/test_llm_proxy.py)."""
+    router = APIRouter()
+
+    @router.post("/v1/notes")
+    async def create_note(note: _Note) -> _Note:
+        return note
+
+    app = create_service_app(
+        settings_for("target", database.app_dsn), title="t", description="d", routers=[router]
+    )
+    with TestClient(app) as client:
+        response = client.post(
+            "/v1/notes", content=content, headers={"Content-Type": "application/json"}
+        )
+
+    assert response.status_code == 400, response.text
+
+
+def test_the_documents_say_what_the_shared_endpoints_serve(database: Database) -> None:
+    app = SERVICES["target"].create_app(settings_for("target", database.app_dsn))
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+        metrics = client.get("/metrics")
+        docs = client.get("/docs").text
+        asset = client.get(docs.split('src="')[1].split('"')[0])
+
+    metrics_doc = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics_doc) == ["text/plain"]
+    assert metrics.headers["content-type"].startswith("text/plain")
+    whoami = spec["paths"]["/v1/whoami"]["get"]
+    assert whoami["security"] == [{"HTTPBearer": []}]
+    assert "401" in whoami["responses"]
+    # Swagger UI is served from the service itself: /docs works with no network.
+    assert "cdn" not in docs.lower()
+    assert asset.status_code == 200
+    assert "SwaggerUIBundle" in asset.text

@@ -43,7 +43,16 @@ def run_cli(
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({}, ["DATABASE_URL is not set", "INTERNAL_TOKEN_SECRET is not set"]),
+        # An empty environment: every missing variable at once, JWT_SECRET included.
+        (
+            {},
+            [
+                "DATABASE_URL is not set",
+                "INTERNAL_TOKEN_SECRET is not set",
+                "JWT_SECRET or JWT_JWKS_URL must be set",
+            ],
+        ),
+        ({"PORT": "eighty"}, ["PORT", "DATABASE_URL is not set", "JWT_SECRET or JWT_JWKS_URL"]),
         ({**GOOD, "DATABASE_URL": "mysql://x"}, ["DATABASE_URL"]),
         ({**GOOD, "PORT": "eighty"}, ["PORT"]),
         ({**GOOD, "LOG_LEVEL": "chatty"}, ["LOG_LEVEL"]),

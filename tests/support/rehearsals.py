@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from tests.support.emulator import aws_emulator
+from valuecanvas.localdev.emulator import aws_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

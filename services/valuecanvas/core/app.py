@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
 import httpx
 import redis.asyncio as redis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -67,6 +71,24 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     )
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorBody(BaseModel):
+    """Every service's error body (OpenAI's shape)."""
+
+    error: ErrorDetail
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    """An error response for a route's ``responses``: documented with the error body."""
+    return {"description": description, "model": ErrorBody}
+
+
 def error_body(kind: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape, used by every service."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -101,7 +123,22 @@ async def require_identity(request: Request) -> Identity:
         raise UnauthorizedError(exc.reason) from None
 
 
-Caller = Annotated[Identity, Depends(require_identity)]
+# Declares the bearer scheme in the OpenAPI document; the check itself is require_identity's
+# (also called by HotPathMiddleware, where no dependency runs).
+_BEARER = HTTPBearer(auto_error=False, description="A user JWT, or an internal token")
+
+
+async def _caller(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+) -> Identity:
+    return await require_identity(request)
+
+
+Caller = Annotated[Identity, Depends(_caller)]
+# What every route that takes a Caller may answer besides its own responses.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: error_doc("no bearer token, or one that does not verify (the reason is given)")
+}
 
 
 async def _unauthorized_handler(_: Request, exc: Exception) -> Response:
@@ -158,18 +195,44 @@ class HotPathMiddleware:
         await response(scope, receive, send)
 
 
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+class Organization(BaseModel):
+    id: UUID
+    name: str
+
+
+class WhoAmI(BaseModel):
+    user_id: UUID | None
+    organization_id: UUID | None
+    role: str
+    via: str
+    actor: str | None
+    organizations: list[Organization]
+
+
 def _shared_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", tags=["probes"], summary="Liveness: the process serves requests")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     @router.get(
         "/readyz",
         tags=["probes"],
         summary="Readiness: the database (and Redis, when configured) answer",
-        responses={503: {"description": "a dependency is unreachable; the body names it"}},
+        responses={
+            200: {"model": Readiness},
+            503: {"model": Readiness, "description": "a dependency is unreachable; it is named"},
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         state = get_state(request)
@@ -194,7 +257,19 @@ def _shared_router() -> APIRouter:
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    @router.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus' text exposition format",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            },
+            404: error_doc("metrics are turned off (METRICS_ENABLED=false)"),
+        },
+    )
     async def metrics(request: Request) -> Response:
         state = get_state(request)
         if not state.settings.metrics_enabled:
@@ -205,19 +280,20 @@ def _shared_router() -> APIRouter:
         "/v1/whoami",
         tags=["identity"],
         summary="The verified caller and the organizations row-level security lets it see",
+        responses=UNAUTHORIZED,
     )
-    async def whoami(request: Request, caller: Caller) -> dict[str, Any]:
+    async def whoami(request: Request, caller: Caller) -> WhoAmI:
         state = get_state(request)
         async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
             rows = await connection.fetch("select id, name from public.organizations order by name")
-        return {
-            "user_id": str(caller.user_id) if caller.user_id else None,
-            "organization_id": str(caller.organization_id) if caller.organization_id else None,
-            "role": caller.role,
-            "via": caller.via,
-            "actor": caller.actor,
-            "organizations": [{"id": str(row["id"]), "name": row["name"]} for row in rows],
-        }
+        return WhoAmI(
+            user_id=caller.user_id,
+            organization_id=caller.organization_id,
+            role=caller.role,
+            via=caller.via,
+            actor=caller.actor,
+            organizations=[Organization(id=row["id"], name=row["name"]) for row in rows],
+        )
 
     return router
 
@@ -278,7 +354,8 @@ def create_service_app(
             await pool.close()
             _log.info("stopped")
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc from the package's own copies of their assets: /docs works offline.
+    app = FastAPIOffline(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(UnauthorizedError, _unauthorized_handler)
     app.include_router(_shared_router())
     for router in routers:

@@ -25,12 +25,14 @@ _REDACTIONS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] 
     (re.compile(r"(?<![\w.-])\+?\(?\d[\d ().-]{7,}\d(?![\w.-])"), lambda m: _phone(m.group(0))),
 ]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL = re.compile(r"\d+\.\d+")
 
 
 def _phone(candidate: str) -> str:
-    """A run of 9 to 15 digits (with separators) that is not a date reads as a phone number."""
+    """A run of 9 to 15 digits (with separators) that is neither a date nor a plain decimal
+    number (a cost such as 0.0000123400) reads as a phone number."""
     digits = sum(char.isdigit() for char in candidate)
-    if 9 <= digits <= 15 and not _ISO_DATE.search(candidate):
+    if 9 <= digits <= 15 and not _ISO_DATE.search(candidate) and not _DECIMAL.fullmatch(candidate):
         return "[phone]"
     return candidate
 

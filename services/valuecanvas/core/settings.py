@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import (
     AnyHttpUrl,
     Field,
+    ModelWrapValidatorHandler,
     PostgresDsn,
     RedisDsn,
     SecretStr,
@@ -22,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +34,7 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+_NO_JWT_VERIFIER = "JWT_SECRET or JWT_JWKS_URL must be set"
 SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "RS256", "ES256"})
 
 # Values copied from an example file rather than generated: refused outside local mode.
@@ -93,10 +96,45 @@ class ServiceSettings(BaseSettings):
             raise ValueError("at least one algorithm is required")
         return value
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _report_every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """When fields are bad, the token check below never runs: add its finding, so that
+        one start names every missing variable (JWT_SECRET too), not just the first few."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if (
+                not isinstance(data, dict)
+                or data.get("jwt_secret")
+                or data.get("jwt_jwks_url")
+                or any(_NO_JWT_VERIFIER in error["msg"] for error in errors)
+            ):
+                raise
+            details: list[InitErrorDetails] = [
+                {
+                    "type": error["type"]
+                    if error["type"] == "missing"
+                    else PydanticCustomError(error["type"], error["msg"].replace("{", "(")),
+                    "loc": error["loc"],
+                    "input": error.get("input"),
+                }
+                for error in errors
+            ]
+            details.append(
+                {
+                    "type": PydanticCustomError("jwt_verifier_missing", _NO_JWT_VERIFIER),
+                    "loc": (),
+                    "input": None,
+                }
+            )
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
     @model_validator(mode="after")
     def _check_secrets(self) -> ServiceSettings:
         if self.jwt_secret is None and self.jwt_jwks_url is None:
-            raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set")
+            raise ValueError(_NO_JWT_VERIFIER)
         if self.jwt_secret is not None and self.jwt_secret == self.internal_token_secret:
             raise ValueError("INTERNAL_TOKEN_SECRET must differ from JWT_SECRET")
         if self.environment is not Environment.LOCAL:

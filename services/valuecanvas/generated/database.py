@@ -210,6 +210,7 @@ class LlmUsageRow(BaseModel):
     error: str | None
     streamed: bool
     created_at: datetime
+    completion_id: UUID
 
 
 class LlmUsageInsert(BaseModel):
@@ -233,6 +234,7 @@ class LlmUsageInsert(BaseModel):
     error: str | None = None
     streamed: bool | None = None
     created_at: datetime | None = None
+    completion_id: UUID
 
 
 class NotificationPreferencesRow(BaseModel):

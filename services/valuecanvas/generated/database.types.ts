@@ -231,6 +231,7 @@ export type Database = {
           error: string | null;
           streamed: boolean;
           created_at: string;
+          completion_id: string;
         };
         Insert: {
           request_id: string;
@@ -249,6 +250,7 @@ export type Database = {
           error?: string | null;
           streamed?: boolean;
           created_at?: string;
+          completion_id: string;
         };
         Update: {
           request_id?: string;
@@ -267,6 +269,7 @@ export type Database = {
           error?: string | null;
           streamed?: boolean;
           created_at?: string;
+          completion_id?: string;
         };
       };
       notification_preferences: {

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -17,8 +20,10 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BeforeValidator, ValidationError
 
-from valuecanvas.core.app import Caller, error_response, get_state
+from valuecanvas.core.app import UNAUTHORIZED, Caller, error_doc, error_response, get_state
+from valuecanvas.core.body import BodyError, read_json_object
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
@@ -29,6 +34,13 @@ from valuecanvas.llm.ledger import LedgerEntry, insert_entries, to_json
 from valuecanvas.llm.offline import estimate_tokens, offline_chunks, offline_completion, prompt_text
 from valuecanvas.llm.ratelimit import Decision, RateLimiterUnavailableError
 from valuecanvas.llm.runtime import LlmRuntime
+from valuecanvas.llm.schemas import (
+    ChatCompletionRequest,
+    ModelList,
+    UsageReport,
+    inline_schema,
+    money,
+)
 from valuecanvas.llm.upstream import (
     DONE,
     AllProvidersFailedError,
@@ -41,64 +53,34 @@ router = APIRouter(tags=["llm"])
 _log = get_logger("valuecanvas.llm.api")
 
 
-class BadRequestError(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
-
-    def response(self) -> JSONResponse:
-        return error_response(
-            self.status, "invalid_request_error", self.code, self.message, param=self.param
-        )
-
-
 def runtime_of(request: Request) -> LlmRuntime:
     runtime: LlmRuntime = get_state(request).extension
     return runtime
 
 
+def body_error_response(error: BodyError) -> JSONResponse:
+    return error_response(
+        error.status, "invalid_request_error", error.code, error.message, param=error.param
+    )
+
+
 async def read_request(request: Request, runtime: LlmRuntime) -> dict[str, Any]:
-    """The body as a JSON object, within the size cap; a clear 4xx otherwise."""
-    cap = runtime.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise BadRequestError(
-            413, "request_too_large", f"request body is over the {cap}-byte limit"
-        )
-    received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > cap:
-            raise BadRequestError(
-                413, "request_too_large", f"request body is over the {cap}-byte limit"
-            )
+    """The body as a JSON object that :class:`ChatCompletionRequest` accepts, naming a known
+    model; :class:`BodyError` (a 4xx naming the field) otherwise. The dict itself is
+    returned, so fields the proxy does not interpret reach the provider as they came."""
+    body = await read_json_object(request, runtime.max_body_bytes)
     try:
-        body = json.loads(received)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequestError(400, "invalid_json", "request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequestError(400, "invalid_body", "request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequestError(
-            400, "missing_model", "'model' is required and must be a string", "model"
-        )
-    messages = body.get("messages")
-    if (
-        not isinstance(messages, list)
-        or not messages
-        or not all(isinstance(m, dict) for m in messages)
-    ):
-        raise BadRequestError(
-            400, "invalid_messages", "'messages' must be a non-empty list of objects", "messages"
-        )
+        ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BodyError(400, "invalid_field", f"{field!r}: {first['msg']}", field) from None
+    model = body["model"]
     if model not in runtime.models():
         known = ", ".join(runtime.models())
-        raise BadRequestError(
+        raise BodyError(
             404, "model_not_found", f"model {model!r} does not exist; known: {known}", "model"
         )
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise BadRequestError(400, "invalid_stream", "'stream' must be true or false", "stream")
     return body
 
 
@@ -135,9 +117,19 @@ def _usage(
     )
 
 
+@dataclass(frozen=True)
+class Ids:
+    """A completion's ids. ``completion`` is generated here, once per completion: it keys
+    the rate-limit slot and the ledger row. ``request`` is the caller's X-Request-ID (or a
+    generated one): a correlation field only, since a client can repeat it at will."""
+
+    request: str
+    completion: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
 def _entry(
     identity: Identity,
-    request_id: str,
+    ids: Ids,
     logical: str,
     provider: Provider | None,
     provider_model: str,
@@ -153,7 +145,8 @@ def _entry(
     price = provider.prices.get(provider_model) if provider is not None else None
     cost = price.cost(prompt, completion) if price is not None else Decimal(0)
     return LedgerEntry(
-        request_id=request_id,
+        completion_id=ids.completion,
+        request_id=ids.request,
         user_id=identity.user_id,
         organization_id=identity.organization_id,
         logical_model=logical,
@@ -188,7 +181,7 @@ async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> N
         "prompt_tokens": entry.prompt_tokens,
         "completion_tokens": entry.completion_tokens,
         "tokens_estimated": entry.tokens_estimated,
-        "cost_usd": str(entry.cost_usd),
+        "cost_usd": money(entry.cost_usd),
         "outcome": entry.status,
         "error": entry.error,
         "offline": entry.provider == "offline",
@@ -207,46 +200,65 @@ async def record(request: Request, runtime: LlmRuntime, entry: LedgerEntry) -> N
         _log.error("ledger entry not stored", error=type(exc).__name__, entry=to_json(entry))
 
 
-@router.get("/v1/models", summary="The logical models this proxy serves")
-async def list_models(request: Request, caller: Caller) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    return {
-        "object": "list",
-        "data": [
-            {"id": model, "object": "model", "created": 0, "owned_by": "valuecanvas"}
-            for model in runtime.models()
-        ],
-    }
+@router.get("/v1/models", summary="The logical models this proxy serves", responses=UNAUTHORIZED)
+async def list_models(request: Request, caller: Caller) -> ModelList:
+    return ModelList.model_validate(
+        {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "valuecanvas"}
+                for model in runtime_of(request).models()
+            ],
+        }
+    )
 
 
 @router.post(
     "/v1/chat/completions",
     summary="OpenAI-compatible chat completions, plain or streamed",
+    # The body is read and validated by the handler (it is served past FastAPI's routing,
+    # see HotPathMiddleware), so its schema is given here rather than by a parameter.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(ChatCompletionRequest)}},
+        }
+    },
     responses={
-        400: {"description": "malformed request"},
-        404: {"description": "unknown model"},
-        413: {"description": "body over the size cap"},
-        429: {"description": "a rate limit; see Retry-After"},
-        502: {"description": "every provider failed"},
-        503: {"description": "the rate limiter is unreachable"},
+        200: {
+            "description": "the completion (JSON), or with stream=true its chunks (SSE)",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+        400: error_doc("malformed JSON, or a field the schema refuses (named in param)"),
+        **UNAUTHORIZED,
+        404: error_doc("unknown model"),
+        413: error_doc("body over the size cap"),
+        429: error_doc("a rate limit; see Retry-After"),
+        502: error_doc("every provider failed"),
+        503: error_doc("the rate limiter is unreachable"),
     },
 )
 async def chat_completions(request: Request, caller: Caller) -> Response:
     runtime = runtime_of(request)
     started = request.scope.get("state", {}).get("request_started", time.perf_counter())
-    request_id = current_request_id() or "unknown"
+    ids = Ids(request=current_request_id() or "unknown")
     if runtime.offline:
         structlog.contextvars.bind_contextvars(offline=True)  # on every line of this request
     try:
         body = await read_request(request, runtime)
-    except BadRequestError as error:
-        return error.response()
+    except BodyError as error:
+        return body_error_response(error)
     if runtime.log_bodies:
         _log.info("request body", body=body)
 
     user_key = str(caller.user_id) if caller.user_id else f"service:{caller.actor or caller.role}"
     try:
-        decision = await runtime.limiter.check(user_key, caller.organization_id, request_id)
+        decision = await runtime.limiter.check(
+            user_key, caller.organization_id, str(ids.completion)
+        )
     except RateLimiterUnavailableError as error:
         runtime.metrics.limiter_unavailable.inc()
         _log.error("rate limiter unavailable; refusing", error=str(error))
@@ -265,19 +277,19 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
         key: value for key, value in body.items() if key not in ("user", "stream", "stream_options")
     }
     if body.get("stream"):
-        return await _stream(request, runtime, caller, body, payload, decision, started, request_id)
-    return await _complete(request, runtime, caller, body, payload, decision, started, request_id)
+        return await _stream(request, runtime, caller, body, payload, decision, started, ids)
+    return await _complete(request, runtime, caller, body, payload, decision, started, ids)
 
 
 async def _complete(
     request: Request, runtime: LlmRuntime, caller: Identity, body: dict[str, Any], payload: dict[str, Any],
-    decision: Decision, started: float, request_id: str,
+    decision: Decision, started: float, ids: Ids,
 ) -> Response:  # fmt: skip
     logical, messages = body["model"], body["messages"]
     if runtime.offline:
         provider = runtime.providers[0]
-        answer = offline_completion(request_id, logical, messages)
-        entry = _entry(caller, request_id, logical, provider, provider.models[logical], 1,
+        answer = offline_completion(ids.completion.hex, logical, messages)
+        entry = _entry(caller, ids, logical, provider, provider.models[logical], 1,
                        _usage(answer, messages, ""), time.perf_counter() - started, "succeeded")  # fmt: skip
         await record(request, runtime, entry)
         overhead = time.perf_counter() - started
@@ -285,21 +297,19 @@ async def _complete(
             answer, headers={**rate_headers(decision), **proxy_headers("offline", 1, overhead)}
         )
     try:
-        completion = await runtime.upstream.complete(logical, payload, request_id)
+        completion = await runtime.upstream.complete(logical, payload, ids.request)
     except ClientRequestError as error:
         return await _refused_by_provider(
-            request, runtime, caller, logical, error, decision, started, request_id
+            request, runtime, caller, logical, error, decision, started, ids
         )
     except AllProvidersFailedError as error:
-        return await _all_failed(
-            request, runtime, caller, logical, error, decision, started, request_id
-        )
+        return await _all_failed(request, runtime, caller, logical, error, decision, started, ids)
     attempts = completion.attempts
     text = "".join(
         str(choice.get("message", {}).get("content") or "")
         for choice in completion.body.get("choices", [])
     )
-    entry = _entry(caller, request_id, logical, attempts.provider, attempts.provider_model, attempts.count,
+    entry = _entry(caller, ids, logical, attempts.provider, attempts.provider_model, attempts.count,
                    _usage(completion.body, messages, text), time.perf_counter() - started, "succeeded")  # fmt: skip
     await record(request, runtime, entry)
     if runtime.log_bodies:
@@ -317,10 +327,10 @@ async def _complete(
 
 async def _refused_by_provider(
     request: Request, runtime: LlmRuntime, caller: Identity, logical: str, error: ClientRequestError,
-    decision: Decision, started: float, request_id: str, *, streamed: bool = False,
+    decision: Decision, started: float, ids: Ids, *, streamed: bool = False,
 ) -> Response:  # fmt: skip
     """The provider refused the request itself: recorded (at no cost) and passed back as it is."""
-    entry = _entry(caller, request_id, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
+    entry = _entry(caller, ids, logical, None, "", 1, (0, 0, False), time.perf_counter() - started,
                    "failed", error=f"{error.provider} answered {error.status}", streamed=streamed)  # fmt: skip
     await record(request, runtime, entry.model_copy(update={"provider": error.provider}))
     return Response(error.body, status_code=error.status, media_type=error.content_type,
@@ -329,10 +339,10 @@ async def _refused_by_provider(
 
 async def _all_failed(
     request: Request, runtime: LlmRuntime, caller: Identity, logical: str, error: AllProvidersFailedError,
-    decision: Decision, started: float, request_id: str,
+    decision: Decision, started: float, ids: Ids,
 ) -> Response:  # fmt: skip
     reason = "; ".join(error.reasons) or "no provider is available"
-    entry = _entry(caller, request_id, logical, None, "", error.attempts, (0, 0, False),
+    entry = _entry(caller, ids, logical, None, "", error.attempts, (0, 0, False),
                    time.perf_counter() - started, "failed", error=reason)  # fmt: skip
     await record(request, runtime, entry)
     return error_response(502, "upstream_error", "all_providers_failed", f"every provider failed: {reason}",
@@ -345,14 +355,14 @@ def _sse(event: Any) -> bytes:
 
 async def _stream(
     request: Request, runtime: LlmRuntime, caller: Identity, body: dict[str, Any], payload: dict[str, Any],
-    decision: Decision, started: float, request_id: str,
+    decision: Decision, started: float, ids: Ids,
 ) -> Response:  # fmt: skip
     logical, messages = body["model"], body["messages"]
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     if runtime.offline:
         provider = runtime.providers[0]
-        chunks = list(offline_chunks(request_id, logical, messages))
-        entry = _entry(caller, request_id, logical, provider, provider.models[logical], 1,
+        chunks = list(offline_chunks(ids.completion.hex, logical, messages))
+        entry = _entry(caller, ids, logical, provider, provider.models[logical], 1,
                        _usage(chunks[-1], messages, ""), time.perf_counter() - started, "succeeded",
                        streamed=True)  # fmt: skip
 
@@ -371,14 +381,12 @@ async def _stream(
         return StreamingResponse(offline_events(), media_type="text/event-stream", headers=headers)
 
     try:
-        opened = await runtime.upstream.open_stream(logical, payload, request_id)
+        opened = await runtime.upstream.open_stream(logical, payload, ids.request)
     except ClientRequestError as error:
-        return await _refused_by_provider(request, runtime, caller, logical, error, decision, started, request_id,
+        return await _refused_by_provider(request, runtime, caller, logical, error, decision, started, ids,
                                           streamed=True)  # fmt: skip
     except AllProvidersFailedError as error:
-        return await _all_failed(
-            request, runtime, caller, logical, error, decision, started, request_id
-        )
+        return await _all_failed(request, runtime, caller, logical, error, decision, started, ids)
     attempts: Attempts = opened.attempts
     assert attempts.provider is not None
     provider = attempts.provider
@@ -393,7 +401,7 @@ async def _stream(
 
         def ledger_entry(status: str, error: str | None = None) -> LedgerEntry:
             tokens = _usage({"usage": usage} if usage else {}, messages, "".join(text))
-            return _entry(caller, request_id, logical, provider, attempts.provider_model, attempts.count, tokens,
+            return _entry(caller, ids, logical, provider, attempts.provider_model, attempts.count, tokens,
                           time.perf_counter() - started, status, error=error, streamed=True)  # fmt: skip
 
         try:
@@ -449,17 +457,37 @@ async def _stream(
     return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
 
+def _iso_day(value: Any) -> Any:
+    """Only YYYY-MM-DD: pydantic alone would read ``0`` as a Unix time (1970-01-01)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
 @router.get(
-    "/v1/usage", summary="Requests, tokens, cost and errors per user, organization, model and day"
+    "/v1/usage",
+    summary="Requests, tokens, cost and errors per user, organization, model and day",
+    response_model=UsageReport,
+    responses={
+        400: error_doc("'end' is before 'start'"),
+        **UNAUTHORIZED,
+        403: error_doc("scope=organization is for the organization's owners and admins"),
+    },
 )
 async def usage(
     request: Request,
     caller: Caller,
     scope: Literal["me", "organization"] = "me",
     start: Annotated[
-        date | None, Query(description="first day, inclusive (default: 30 days ago)")
+        Day | None, Query(description="first day, YYYY-MM-DD, inclusive (default: 30 days ago)")
     ] = None,
-    end: Annotated[date | None, Query(description="last day, inclusive (default: today)")] = None,
+    end: Annotated[
+        Day | None, Query(description="last day, YYYY-MM-DD, inclusive (default: today)")
+    ] = None,
 ) -> Response:
     state = get_state(request)
     today = datetime.now(UTC).date()
@@ -491,12 +519,14 @@ async def usage(
                    sum(completion_tokens) as completion_tokens, sum(cost_usd) as cost_usd,
                    count(*) filter (where status = 'failed') as errors
             from public.llm_usage
-            where created_at >= $1 and created_at < $2 and {condition}
+            -- Day arithmetic in Postgres: end + 1 overflows Python's date at 9999-12-31.
+            where created_at >= ($1::date)::timestamp at time zone 'UTC'
+              and created_at < ($2::date + 1)::timestamp at time zone 'UTC' and {condition}
             group by 1, 2, 3, 4
             order by 1, 2, 3, 4
             """,  # noqa: S608 (condition is one of two constants)
-            datetime.combine(start, datetime.min.time(), UTC),
-            datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC),
+            start,
+            end,
             subject,
         )
     items = [
@@ -508,7 +538,7 @@ async def usage(
             "requests": row["requests"],
             "prompt_tokens": int(row["prompt_tokens"]),
             "completion_tokens": int(row["completion_tokens"]),
-            "cost_usd": str(row["cost_usd"]),
+            "cost_usd": money(row["cost_usd"]),
             "errors": row["errors"],
         }
         for row in rows
@@ -517,7 +547,7 @@ async def usage(
         "requests": sum(item["requests"] for item in items),
         "prompt_tokens": sum(item["prompt_tokens"] for item in items),
         "completion_tokens": sum(item["completion_tokens"] for item in items),
-        "cost_usd": str(sum((Decimal(item["cost_usd"]) for item in items), Decimal(0))),
+        "cost_usd": money(sum((row["cost_usd"] for row in rows), Decimal(0))),
         "errors": sum(item["errors"] for item in items),
     }
     return JSONResponse({"scope": scope, "start": start.isoformat(), "end": end.isoformat(),

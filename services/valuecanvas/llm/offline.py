@@ -39,11 +39,13 @@ def offline_text(logical_model: str, messages: list[Any]) -> str:
     )
 
 
-def offline_completion(request_id: str, logical_model: str, messages: list[Any]) -> dict[str, Any]:
+def offline_completion(
+    completion_id: str, logical_model: str, messages: list[Any]
+) -> dict[str, Any]:
     text = offline_text(logical_model, messages)
     prompt_tokens, completion_tokens = estimate_tokens(prompt_text(messages)), estimate_tokens(text)
     return {
-        "id": f"chatcmpl-offline-{request_id}",
+        "id": f"chatcmpl-offline-{completion_id}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": f"offline-{logical_model}",
@@ -60,10 +62,10 @@ def offline_completion(request_id: str, logical_model: str, messages: list[Any])
 
 
 def offline_chunks(
-    request_id: str, logical_model: str, messages: list[Any]
+    completion_id: str, logical_model: str, messages: list[Any]
 ) -> Iterator[dict[str, Any]]:
     """The same answer as a stream of chunks, the last with the finish reason and usage."""
-    completion = offline_completion(request_id, logical_model, messages)
+    completion = offline_completion(completion_id, logical_model, messages)
     text = completion["choices"][0]["message"]["content"]
     base = {
         "id": completion["id"],

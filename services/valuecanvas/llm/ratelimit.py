@@ -24,7 +24,8 @@ import redis.asyncio as redis
 from valuecanvas.llm.config import Limits
 
 # KEYS[1]: the user's log; KEYS[2] (optional): the organization's log.
-# ARGV: window ms, user limit, organization limit, member. Returns
+# ARGV: window ms, user limit, organization limit, member (an id the server generated for
+# this admission, never a client-supplied value: a repeated member would count once). Returns
 # {admitted, binding scope, its limit, remaining, ms until a slot frees}.
 _SLIDING_WINDOW = """
 local time = redis.call('TIME')
@@ -72,7 +73,7 @@ class RateLimiterUnavailableError(Exception):
 
 class RateLimiter(Protocol):
     async def check(
-        self, user_key: str, organization: UUID | None, request_id: str
+        self, user_key: str, organization: UUID | None, admission_id: str
     ) -> Decision: ...
 
 
@@ -84,7 +85,7 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._script = client.register_script(_SLIDING_WINDOW)
 
-    async def check(self, user_key: str, organization: UUID | None, request_id: str) -> Decision:
+    async def check(self, user_key: str, organization: UUID | None, admission_id: str) -> Decision:
         keys = [f"{self.prefix}:user:{user_key}"]
         organization_limit = self.limits.for_organization(organization)
         if organization_limit is not None:
@@ -96,7 +97,7 @@ class RedisRateLimiter:
                     self.limits.window_seconds * 1000,
                     self.limits.user_per_hour,
                     organization_limit or 0,
-                    request_id,
+                    admission_id,
                 ],
             )
         except (redis.RedisError, OSError) as exc:
@@ -118,7 +119,7 @@ class MemoryRateLimiter:
         self._logs: dict[str, deque[float]] = {}
         self._lock = asyncio.Lock()
 
-    async def check(self, user_key: str, organization: UUID | None, request_id: str) -> Decision:
+    async def check(self, user_key: str, organization: UUID | None, admission_id: str) -> Decision:
         window = self.limits.window_seconds
         checks = [("user", f"user:{user_key}", self.limits.user_per_hour)]
         organization_limit = self.limits.for_organization(organization)

@@ -4,16 +4,20 @@ from the directory VALUECANVAS_PG_BIN_DIR names.
 Used by the tests and by ``valuecanvas gen-types --scratch``. The local platform runs its
 long-lived cluster under supervisord instead (roles/local_postgres); both find the
 binaries with :func:`postgres_bin_dir`. Postgres refuses to run as root, so when root the
-cluster runs as an unprivileged system user.
+cluster runs as an unprivileged system user. That user must reach the binaries: when the
+checkout (and its .venv) is in a folder only root can enter (root's home, a ``mktemp -d``),
+the install tree is copied once to :data:`RUNTIME_ROOT`, outside the checkout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -21,17 +25,66 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVICE_USER = "valuecanvas"
+# Where root keeps what the unprivileged user must reach (binaries, and the local
+# platform's data when its state directory is private): traversable by everyone.
+RUNTIME_ROOT = Path(os.environ.get("VALUECANVAS_RUNTIME_ROOT", "/var/lib/valuecanvas"))
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user who is neither the owner nor in the group can reach ``path``: every
+    directory from / down to it must be searchable by others (the x bit)."""
+    path = path.resolve()
+    return all(os.stat(part).st_mode & stat.S_IXOTH for part in (*reversed(path.parents), path))
 
 
 def postgres_bin_dir() -> Path:
+    """The directory of initdb, postgres and pg_ctl that the user running Postgres reaches."""
     override = os.environ.get("VALUECANVAS_PG_BIN_DIR")
     if override:
-        return Path(override)
-    # Located without importing pgserver: its import starts machinery we do not use.
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("pgserver is not installed and VALUECANVAS_PG_BIN_DIR is not set")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        source = Path(override)
+    else:
+        # Located without importing pgserver: its import starts machinery we do not use.
+        spec = importlib.util.find_spec("pgserver")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("pgserver is not installed and VALUECANVAS_PG_BIN_DIR is not set")
+        source = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if os.geteuid() != 0 or reachable_by_others(source):
+        return source
+    return _reachable_copy(source.parent) / source.name
+
+
+def service_user_paths(state_dir: Path) -> dict[str, object]:
+    """For the local platform's preflight: the binaries the Postgres user runs, and whether
+    that user can reach the state directory (else its data goes under RUNTIME_ROOT)."""
+    existing = state_dir.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    return {"bin": str(postgres_bin_dir()), "state_reachable": reachable_by_others(existing)}
+
+
+def _reachable_copy(tree: Path) -> Path:
+    """A copy of an install tree (bin, lib, share) under RUNTIME_ROOT, made once per source
+    and version, atomically (a rename), so concurrent callers never see half a copy."""
+    marker = tree / "bin" / "postgres"
+    key = f"{tree.resolve()}:{marker.stat().st_size}:{marker.stat().st_mtime_ns}"
+    target = RUNTIME_ROOT / f"pginstall-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if target.is_dir():
+        return target
+    RUNTIME_ROOT.mkdir(parents=True, exist_ok=True)
+    RUNTIME_ROOT.chmod(0o755)
+    staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=RUNTIME_ROOT))
+    try:
+        shutil.copytree(tree, staging / "tree", symlinks=True)
+        for directory, _, _ in os.walk(staging / "tree"):
+            os.chmod(directory, 0o755)  # noqa: S103 (the point: others must reach it)
+        try:
+            os.rename(staging / "tree", target)
+        except OSError:
+            if not target.is_dir():  # another process won the race: use its copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def free_port() -> int:
