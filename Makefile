@@ -32,28 +32,37 @@ down: $(STAMP) ## Stop what `make up` started (data is kept)
 
 STATE_DIR ?= .state
 
+SUPERVISOR_CONF := $(STATE_DIR)/supervisor/supervisord.conf
+
 status: $(STAMP) ## Show the local programs and their states
-	@$(BIN)/supervisorctl -c $(STATE_DIR)/supervisor/supervisord.conf status
+	@if $(BIN)/supervisorctl -c $(SUPERVISOR_CONF) pid 2>/dev/null | grep -qE '^[0-9]+$$'; then \
+		$(BIN)/supervisorctl -c $(SUPERVISOR_CONF) status; \
+	else \
+		echo "The local platform is down (no supervisord answers in $(STATE_DIR)/): make up starts it."; \
+	fi
 
 doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, roles present
+	@test -f $(STATE_DIR)/secrets/migrate.env || { \
+		echo "The local platform was never brought up here ($(STATE_DIR)/ has no settings): make up"; exit 1; }
 	@$(BIN)/valuecanvas doctor --env-file $(STATE_DIR)/secrets/migrate.env
 
 EMULATOR_PORT ?= 5000
 
 emulator: $(STAMP) ## Start the local AWS emulator (moto) on 127.0.0.1:5000 for the sandbox inventory
-	@mkdir -p $(STATE_DIR)
-	@if $(BIN)/python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $(EMULATOR_PORT))))"; then \
-		echo "emulator already listening on 127.0.0.1:$(EMULATOR_PORT)"; \
-	else \
-		MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup $(BIN)/moto_server -H 127.0.0.1 -p $(EMULATOR_PORT) > $(STATE_DIR)/emulator.log 2>&1 & echo $$! > $(STATE_DIR)/emulator.pid; \
-		sleep 2; echo "emulator on http://127.0.0.1:$(EMULATOR_PORT) (in memory: stopping it forgets everything)"; \
-	fi
+	@$(BIN)/python -m valuecanvas.localdev.emulator --port $(EMULATOR_PORT) --state-dir $(STATE_DIR)
 
 emulator-stop: ## Stop the local AWS emulator
 	@test -f $(STATE_DIR)/emulator.pid && kill $$(cat $(STATE_DIR)/emulator.pid) && rm $(STATE_DIR)/emulator.pid || echo "no emulator started by make"
 
+COST_INVENTORY = $(if $(filter inventories/local,$(INVENTORY)),inventories/production,$(INVENTORY))
+
 cost: $(STAMP) ## Print the monthly cost table of an environment (INVENTORY=inventories/production)
-	$(BIN)/ansible-playbook -i $(if $(filter inventories/local,$(INVENTORY)),inventories/production,$(INVENTORY)) playbooks/cost.yml
+	@out=$$(mktemp -d); \
+	if $(BIN)/ansible-playbook -i $(COST_INVENTORY) playbooks/cost.yml -e cost_table_file=$$out/table.txt > $$out/log 2>&1; then \
+		cat $$out/table.txt; rm -rf $$out; \
+	else \
+		cat $$out/log; rm -rf $$out; exit 1; \
+	fi
 
 lint: $(STAMP) ## ruff, mypy, yamllint, ansible-lint
 	$(BIN)/ruff check .
@@ -71,7 +80,7 @@ bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/ben
 types: $(STAMP) ## Regenerate the typed models from a migrated database
 	$(BIN)/valuecanvas gen-types --scratch
 
-lock: ## Re-pin every Python dependency into requirements.lock
+lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements.lock
 
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)

@@ -5,6 +5,7 @@
     valuecanvas doctor            check the database the platform uses
     valuecanvas gen-types         regenerate the typed models from the migrated schema
     valuecanvas token             mint a user token signed with JWT_SECRET (local testing)
+    valuecanvas seed-demo         a demo organization with an owner; prints the owner's token
 
 Settings come from the environment, or from ``--env-file`` (the local platform writes one).
 """
@@ -168,19 +169,88 @@ def _gen_types(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     settings = _load(TokenSettings, args.env_file, "token")
+    print(_mint(settings, args.user, args.organization, args.role))
+    return 0
+
+
+def _mint(
+    settings: TokenSettings, user: uuid.UUID, organization: uuid.UUID | None, role: str
+) -> str:
     now = int(time.time())
     claims: dict[str, object] = {
-        "sub": str(args.user),
-        "role": args.role,
+        "sub": str(user),
+        "role": role,
         "aud": settings.jwt_audience,
         "iat": now,
         "exp": now + settings.token_ttl_seconds,
     }
-    if args.organization:
-        claims["organization_id"] = str(args.organization)
+    if organization:
+        claims["organization_id"] = str(organization)
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
-    print(jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256"))
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+class DemoSettings(TokenSettings):
+    database_url: PostgresDsn
+
+
+DEMO_EMAIL = "demo@valuecanvas.example"
+DEMO_SLUG = "demo"
+
+
+async def seed_demo(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The demo user and organization (created once; a rerun finds them)."""
+    from valuecanvas.core.db import caller_transaction, create_pool
+    from valuecanvas.core.identity import Identity
+
+    service = Identity(
+        user_id=None, organization_id=None, role="service_role", via="internal_token"
+    )
+    pool = await create_pool(dsn, max_size=1, connect_timeout=5)
+    try:
+        async with caller_transaction(pool, service) as connection:
+            user = await connection.fetchval(
+                "select id from public.users where lower(email) = $1", DEMO_EMAIL
+            )
+            if user is None:
+                user = await connection.fetchval(
+                    "insert into public.users (id, email, full_name) values ($1, $2, 'Demo Owner') returning id",
+                    uuid.uuid4(),
+                    DEMO_EMAIL,
+                )
+            await connection.execute(
+                "insert into public.organizations (name, slug) values ('Demo Co', $1) on conflict (slug) do nothing",
+                DEMO_SLUG,
+            )
+            organization = await connection.fetchval(
+                "select id from public.organizations where slug = $1", DEMO_SLUG
+            )
+            await connection.execute(
+                "insert into public.organization_members (organization_id, user_id, role) values ($1, $2, 'owner') on conflict do nothing",
+                organization,
+                user,
+            )
+    finally:
+        await pool.close()
+    return user, organization
+
+
+def _seed_demo(args: argparse.Namespace) -> int:
+    settings = _load(DemoSettings, args.env_file, "seed-demo")
+    try:
+        user, organization = asyncio.run(seed_demo(str(settings.database_url)))
+    except (TimeoutError, OSError) as exc:
+        raise SystemExit(
+            f"valuecanvas seed-demo: the database does not answer ({type(exc).__name__}); "
+            "is the platform up? (make up)"
+        ) from None
+    print(
+        f"seed-demo: organization 'Demo Co' ({organization}), owner {DEMO_EMAIL} ({user}); "
+        f"their token (valid {settings.token_ttl_seconds} s) follows on stdout",
+        file=sys.stderr,
+    )
+    print(_mint(settings, user, organization, "authenticated"))
     return 0
 
 
@@ -222,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--organization", type=uuid.UUID, help="the organization id claim")
     token.add_argument("--role", default="authenticated", choices=["authenticated", "anon"])
     token.set_defaults(handler=_token)
+
+    demo = command("seed-demo", "create a demo organization and owner; print the owner's token")
+    demo.set_defaults(handler=_seed_demo)
     return parser
 
 

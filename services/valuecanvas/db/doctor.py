@@ -132,4 +132,6 @@ def report(dsn: str, checks: list[Check], write: Callable[[str], None] = print) 
         write(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
     problems = sum(not check.ok for check in checks)
     write("doctor: all checks passed" if not problems else f"doctor: {problems} problem(s)")
+    if any(check.name == "database reachable" and not check.ok for check in checks):
+        write("doctor: the database does not answer: is the platform down? (make up starts it)")
     return problems

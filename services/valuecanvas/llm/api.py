@@ -229,7 +229,15 @@ async def list_models(request: Request, caller: Caller) -> ModelList:
             "description": "the completion (JSON), or with stream=true its chunks (SSE)",
             "content": {
                 "application/json": {"schema": {"type": "object"}},
-                "text/event-stream": {"schema": {"type": "string"}},
+                # Each server-sent event: its data is a chat.completion.chunk as JSON, an
+                # error object (the stream broke after the first byte), or [DONE].
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                    }
+                },
             },
         },
         400: error_doc("malformed JSON, or a field the schema refuses (named in param)"),
@@ -471,6 +479,7 @@ Day = Annotated[date, BeforeValidator(_iso_day)]
 @router.get(
     "/v1/usage",
     summary="Requests, tokens, cost and errors per user, organization, model and day",
+    description="'end' must not be before 'start' (400 otherwise).",
     response_model=UsageReport,
     responses={
         400: error_doc("'end' is before 'start'"),

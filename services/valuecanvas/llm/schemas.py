@@ -30,7 +30,11 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
-    model: str = Field(min_length=1, description="a logical model (GET /v1/models lists them)")
+    model: str = Field(
+        min_length=1,
+        description="a logical model (GET /v1/models lists them)",
+        examples=["valuecanvas-default"],
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
