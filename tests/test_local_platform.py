@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -52,7 +53,9 @@ class Platform:
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{SERVICES[service].port + self.offset}{path}"
 
-    def playbook(self, playbook: str) -> subprocess.CompletedProcess[str]:
+    def playbook(
+        self, playbook: str, *extra: str, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 str(BIN / "ansible-playbook"),
@@ -61,8 +64,9 @@ class Platform:
                 playbook,
                 "-e",
                 f"@{self.extra_vars}",
+                *extra,
             ],
-            cwd=REPO,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=600,
@@ -111,9 +115,12 @@ def platform() -> Iterator[Platform]:
     state = root / "state"
     extra = root / "vars.json"
     platform = Platform(state, free_offset(), free_port(), extra)
+    # The developer's own settings file: a limit high enough for the schemathesis runs.
+    (root / "local.env").write_text("# mine\nLLM_USER_LIMIT_PER_HOUR=5000\n")
     extra.write_text(
         json.dumps(
             {
+                "local_platform_overrides_file": str(root / "local.env"),
                 "local_platform_state_dir": str(state),
                 "local_platform_port_offset": platform.offset,
                 "local_platform_postgres_port": platform.postgres_port,
@@ -146,6 +153,76 @@ def test_site_yml_brings_every_service_up_and_a_rerun_changes_nothing(platform: 
     assert recap(second.stdout)["changed"] == 0, second.stdout[-5000:]
     status = platform.supervisorctl("status").stdout
     assert len(re.findall(r"RUNNING", status)) == len(SERVICES) + 2, status  # + postgres, redis
+
+
+def test_local_settings_survive_make_up_and_replaced_edits_are_named(platform: Platform) -> None:
+    env_file = platform.state_dir / "platform.env"
+    before = env_file.read_text()
+    assert before.rstrip().endswith("LLM_USER_LIMIT_PER_HOUR=5000")  # local.env, merged in
+    env_file.write_text(before + "OPENAI_API_KEY=sk-hand-edited-0123456789abcdef\n")
+
+    rerun = platform.playbook("site.yml")
+
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert env_file.read_text() == before
+    assert "your edits of OPENAI_API_KEY were replaced" in rerun.stdout
+    assert "sk-hand-edited" not in rerun.stdout  # the name, never the value
+    assert "local.env" in rerun.stdout
+    # The services kept running: the settings they read did not change.
+    assert recap(rerun.stdout)["changed"] == 1, rerun.stdout[-3000:]
+
+
+def test_a_bad_line_in_local_settings_is_named(platform: Platform, tmp_path: Path) -> None:
+    bad = tmp_path / "local.env"
+    bad.write_text("# fine\nLOG_LEVEL=DEBUG\nexport TOGETHER_API_KEY sk-x\n")
+
+    result = platform.playbook("site.yml", "-e", f"local_platform_overrides_file={bad}")
+
+    assert result.returncode != 0
+    assert f"{bad}: line(s) 3" in result.stdout
+    assert "must be NAME=value" in result.stdout
+
+
+def test_a_busy_port_is_named_with_what_holds_it(platform: Platform) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = platform.playbook("site.yml", "-e", f"local_platform_redis_port={port}")
+
+    assert result.returncode != 0
+    assert f"port {port} (redis) is already in use by pid {os.getpid()}" in result.stdout
+    assert "local_platform_redis_port" in result.stdout
+    assert "already started" not in result.stdout
+
+
+def test_seed_demo_gives_a_token_that_sees_its_organization(platform: Platform) -> None:
+    first, token = seed_demo(platform), seed_demo(platform)  # a rerun finds the same
+
+    whoami = httpx.get(platform.url("api-gateway", "/v1/whoami"),
+                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+    assert whoami.status_code == 200
+    assert [org["name"] for org in whoami.json()["organizations"]] == ["Demo Co"]
+    assert jwt_claims(first)["sub"] == jwt_claims(token)["sub"]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_does_what_its_openapi_document_says(platform: Platform, name: str) -> None:
+    """Schemathesis, every check, against the running service: no 5xx, and no response,
+    status, header or content type that the document does not describe."""
+    token = seed_demo(platform)
+    result = subprocess.run(
+        [str(BIN / "schemathesis"), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
+         "run", platform.url(name, "/openapi.json"), "--checks", "all",
+         "--header", f"Authorization: Bearer {token}", "--max-examples", "30",
+         "--no-color", "--output-truncate", "false"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
+    assert "Tested: " in result.stdout
 
 
 def test_the_settings_file_and_secrets_stay_private(platform: Platform) -> None:
@@ -224,3 +301,86 @@ def test_make_down_stops_everything_and_keeps_the_data(platform: Platform) -> No
     assert (platform.state_dir / "postgres" / "data" / "PG_VERSION").exists()
     again = platform.playbook("playbooks/teardown.yml")
     assert recap(again.stdout)["changed"] == 0
+    status = make("status", f"STATE_DIR={platform.state_dir}")
+    assert status.returncode == 0
+    assert "The local platform is down" in status.stdout
+    doctor = make("doctor", f"STATE_DIR={platform.state_dir}")
+    assert doctor.returncode != 0
+    assert "is the platform down? (make up starts it)" in doctor.stdout
+
+
+def test_a_root_checkout_in_a_private_folder_comes_up() -> None:
+    """Cloned as root where only root can enter (root's home, mktemp -d), with the wheel's
+    Postgres binaries inside that folder too (as a .venv in the checkout has them)."""
+    private = Path(tempfile.mkdtemp(prefix="valuecanvas-private-"))  # mode 0700
+    runtime = Path(tempfile.mkdtemp(prefix="valuecanvas-runtime-"))
+    runtime.chmod(0o755)
+    checkout = private / "checkout"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
+    wheel = Path(postgres_bin_dir_source()).parents[2]
+    shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
+    shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
+    offset = free_offset()
+    platform = Platform(checkout / ".state", offset, free_port(), private / "vars.json")
+    platform.extra_vars.write_text(json.dumps({
+        "local_platform_port_offset": offset,
+        "local_platform_postgres_port": platform.postgres_port,
+        "local_platform_redis_port": free_port(),
+        "local_platform_redis": "enabled",
+        "local_platform_postgres_bin_dir": str(private / "pgserver" / "pginstall" / "bin"),
+        "local_platform_runtime_root": str(runtime),
+    }))  # fmt: skip
+    try:
+        up = platform.playbook("site.yml", cwd=checkout)
+        assert up.returncode == 0, up.stdout[-5000:]
+        for name in SERVICES:
+            assert httpx.get(platform.url(name, "/readyz")).status_code == 200, name
+        rerun = platform.playbook("site.yml", cwd=checkout)
+        assert recap(rerun.stdout)["changed"] == 0, rerun.stdout[-3000:]
+        if os.geteuid() == 0:  # the data and binaries the service user needs, outside
+            (data,) = runtime.glob("*/postgres/data/PG_VERSION")
+            assert (
+                data.parents[2].name
+                == (platform.state_dir / "secrets" / "instance_id").read_text().strip()
+            )
+            assert list(runtime.glob("pginstall-*/pgserver/pginstall/bin/postgres"))
+        down = platform.playbook("playbooks/teardown.yml", cwd=checkout)
+        assert down.returncode == 0, down.stdout[-3000:]
+    finally:
+        platform.supervisorctl("shutdown")
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def postgres_bin_dir_source() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+
+
+def make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-s", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})  # fmt: skip
+
+
+def seed_demo(platform: Platform) -> str:
+    result = subprocess.run(
+        [str(BIN / "valuecanvas"), "seed-demo", "--env-file", str(platform.state_dir / "platform.env")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    import jwt
+
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims

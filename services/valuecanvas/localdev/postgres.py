@@ -50,7 +50,7 @@ def postgres_bin_dir() -> Path:
         source = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if os.geteuid() != 0 or reachable_by_others(source):
         return source
-    return _reachable_copy(source.parent) / source.name
+    return _reachable_copy(source)
 
 
 def service_user_paths(state_dir: Path) -> dict[str, object]:
@@ -62,19 +62,30 @@ def service_user_paths(state_dir: Path) -> dict[str, object]:
     return {"bin": str(postgres_bin_dir()), "state_reachable": reachable_by_others(existing)}
 
 
-def _reachable_copy(tree: Path) -> Path:
-    """A copy of an install tree (bin, lib, share) under RUNTIME_ROOT, made once per source
-    and version, atomically (a rename), so concurrent callers never see half a copy."""
-    marker = tree / "bin" / "postgres"
-    key = f"{tree.resolve()}:{marker.stat().st_size}:{marker.stat().st_mtime_ns}"
+def _reachable_copy(bin_dir: Path) -> Path:
+    """A copy of the install tree (bin, lib, share) under RUNTIME_ROOT, made once per source
+    and version, atomically (a rename), so concurrent callers never see half a copy.
+
+    The wheel's binaries find their vendored libraries by a relative rpath
+    (``$ORIGIN/../../../pgserver.libs``), so the copy keeps the layout: the package's
+    folder around the install tree, and the ``<package>.libs`` folder beside it.
+    """
+    install = bin_dir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    marker = bin_dir / "postgres"
+    key = f"{install.resolve()}:{marker.stat().st_size}:{marker.stat().st_mtime_ns}"
     target = RUNTIME_ROOT / f"pginstall-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    copied_bin = target / package.name / install.name / bin_dir.name
     if target.is_dir():
-        return target
+        return copied_bin
     RUNTIME_ROOT.mkdir(parents=True, exist_ok=True)
     RUNTIME_ROOT.chmod(0o755)
     staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=RUNTIME_ROOT))
     try:
-        shutil.copytree(tree, staging / "tree", symlinks=True)
+        shutil.copytree(install, staging / "tree" / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "tree" / libs.name, symlinks=True)
         for directory, _, _ in os.walk(staging / "tree"):
             os.chmod(directory, 0o755)  # noqa: S103 (the point: others must reach it)
         try:
@@ -84,7 +95,7 @@ def _reachable_copy(tree: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return copied_bin
 
 
 def free_port() -> int:
