@@ -1,7 +1,7 @@
 """``valuecanvas``: the platform's command line.
 
     valuecanvas serve NAME        run one of the eight services
-    valuecanvas migrate           apply pending migrations (the Argo CD PreSync Job runs this)
+    valuecanvas migrate           apply pending migrations (make up runs it; in Kubernetes, a PreSync Job)
     valuecanvas doctor            check the database the platform uses
     valuecanvas gen-types         regenerate the typed models from the migrated schema
     valuecanvas token             mint a user token signed with JWT_SECRET (local testing)

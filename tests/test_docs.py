@@ -1,0 +1,105 @@
+"""The docs' examples and names, checked against what the code does, so they cannot drift:
+the doctor output database.md shows, the configuration error the service docs show, and
+every Ansible variable the docs name."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import MIGRATIONS, REPO, Database
+from tests.test_settings_and_cli import run_cli
+from valuecanvas.db.doctor import report, run_checks
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def fenced_blocks(path: Path) -> list[str]:
+    return re.findall(r"```[a-z]*\n(.*?)```", path.read_text(), re.S)
+
+
+async def test_the_doctor_output_in_database_md_is_what_doctor_prints(database: Database) -> None:
+    (shown,) = [block for block in fenced_blocks(REPO / "docs" / "database.md")
+                if block.startswith("ValueCanvas doctor:")]  # fmt: skip
+    printed: list[str] = []
+
+    report(database.owner_dsn, await run_checks(database.owner_dsn, MIGRATIONS), printed.append)
+
+    def comparable(line: str) -> str:  # the DSN and the server's minor version vary
+        return re.sub(
+            r"PostgreSQL [\d.]+", "PostgreSQL N", re.sub(r"postgresql://\S+", "DSN", line)
+        )
+
+    assert [comparable(line) for line in shown.strip().splitlines()] == [
+        comparable(line) for line in printed
+    ]
+    tables = int(re.search(r"on all (\d+) tables", "\n".join(printed)).group(1))  # type: ignore[union-attr]
+    assert f"so `doctor` counts {tables}" in (REPO / "docs" / "database.md").read_text()
+    spec_tables = len(
+        re.findall(r"^create table public\.", (MIGRATIONS / "0002_schema.sql").read_text(), re.M)
+    )
+    assert spec_tables == 18
+    assert f"The schema is the spec's {spec_tables}" in (REPO / "docs" / "database.md").read_text()
+
+
+def test_the_configuration_error_the_docs_show_is_what_a_service_prints() -> None:
+    printed = run_cli("serve", "target", env={}).stderr.strip()
+
+    for doc in ("docs/services.md", "docs/local-platform.md"):
+        shown = [line.strip() for block in fenced_blocks(REPO / doc) for line in block.splitlines()
+                 if "invalid configuration" in line]  # fmt: skip
+        assert shown == [printed], doc
+
+
+def known_variables() -> set[str]:
+    names: set[str] = set()
+    for path in [
+        *REPO.glob("roles/*/defaults/main.yml"),
+        *REPO.glob("inventories/*/group_vars/all/*.yml"),
+    ]:
+        names.update((yaml.safe_load(path.read_text()) or {}).keys())
+    # Facts the roles set for later roles (set_fact keys), and the repository's own modules.
+    for path in [*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("roles/*/vars/*.yml")]:
+        names.update(
+            re.findall(r"^\s+((?:local_platform|aws_[a-z]+)_\w+):", path.read_text(), re.M)
+        )
+    names.update(path.stem for path in REPO.glob("roles/*/library/*.py"))
+    for path in REPO.glob("roles/*/meta/argument_specs.yml"):
+        for spec in (yaml.safe_load(path.read_text())["argument_specs"]).values():
+            names.update(spec.get("options", {}))
+    return names
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_every_ansible_variable_the_docs_name_exists(doc: Path) -> None:
+    text = doc.read_text()
+    named = set(re.findall(r"`((?:local_platform|aws_[a-z]+)_[a-z0-9_]+)", text))
+    # A setting shown with a value (`name: true`, `name=value`) must be a variable too.
+    named |= {name for name in re.findall(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?::\s|=)", text)
+              if not name.startswith(("ansible_", "loop_"))}  # fmt: skip
+
+    unknown = sorted(named - known_variables())
+
+    assert unknown == [], f"{doc.name} names variables no role or inventory defines: {unknown}"
+
+
+def test_the_documented_make_targets_exist() -> None:
+    targets = set(re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.M))
+    named = {target for doc in DOCS for target in re.findall(r"`make ([a-z-]+)", doc.read_text())}
+
+    assert named - targets == set()
+
+
+def test_the_readme_commands_name_real_cli_commands() -> None:
+    commands = set(re.findall(r"valuecanvas ([a-z-]+) --", (REPO / "README.md").read_text()))
+    help_text = subprocess.run([str(Path(sys.executable).parent / "valuecanvas"), "--help"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    assert commands
+    assert all(command in help_text for command in commands), commands
+    assert "\nopen " not in (REPO / "README.md").read_text()  # Debian has no `open`
