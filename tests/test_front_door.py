@@ -150,7 +150,7 @@ def test_postgres_runs_from_binaries_in_a_folder_only_root_can_enter(
     runtime = Path(tempfile.mkdtemp(prefix="valuecanvas-runtime-"))
     runtime.chmod(0o755)
     try:
-        wheel = _wheel_dir()
+        wheel = localdev_postgres.wheel_bin_dir().parents[2]
         shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
         if (wheel / "pgserver.libs").is_dir():
             shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
@@ -174,15 +174,6 @@ def test_postgres_runs_from_binaries_in_a_folder_only_root_can_enter(
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
-
-
-def _wheel_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pgserver")
-    assert spec is not None
-    assert spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 async def _server_version(dsn: str) -> str:

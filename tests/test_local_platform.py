@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import REPO
 from valuecanvas.apps import SERVICES
-from valuecanvas.localdev.postgres import free_port
+from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
 
 pytestmark = pytest.mark.platform
 BIN = Path(sys.executable).parent
@@ -322,7 +322,7 @@ def test_a_root_checkout_in_a_private_folder_comes_up() -> None:
         if (REPO / name).is_file():
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, checkout / name)
-    wheel = Path(postgres_bin_dir_source()).parents[2]
+    wheel = wheel_bin_dir().parents[2]
     shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
     shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
     offset = free_offset()
@@ -355,15 +355,6 @@ def test_a_root_checkout_in_a_private_folder_comes_up() -> None:
         platform.supervisorctl("shutdown")
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
-
-
-def postgres_bin_dir_source() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pgserver")
-    assert spec is not None
-    assert spec.submodule_search_locations
-    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:

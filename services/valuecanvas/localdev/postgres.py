@@ -37,17 +37,19 @@ def reachable_by_others(path: Path) -> bool:
     return all(os.stat(part).st_mode & stat.S_IXOTH for part in (*reversed(path.parents), path))
 
 
+def wheel_bin_dir() -> Path:
+    """The ``pgserver`` wheel's own bin directory (pgserver/pginstall/bin)."""
+    # Located without importing pgserver: its import starts machinery we do not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pgserver is not installed and VALUECANVAS_PG_BIN_DIR is not set")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
 def postgres_bin_dir() -> Path:
     """The directory of initdb, postgres and pg_ctl that the user running Postgres reaches."""
     override = os.environ.get("VALUECANVAS_PG_BIN_DIR")
-    if override:
-        source = Path(override)
-    else:
-        # Located without importing pgserver: its import starts machinery we do not use.
-        spec = importlib.util.find_spec("pgserver")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("pgserver is not installed and VALUECANVAS_PG_BIN_DIR is not set")
-        source = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    source = Path(override) if override else wheel_bin_dir()
     if os.geteuid() != 0 or reachable_by_others(source):
         return source
     return _reachable_copy(source)
