@@ -2,7 +2,7 @@
 from the directory VALUECANVAS_PG_BIN_DIR names.
 
 Used by the tests and by ``valuecanvas gen-types --scratch``. The local platform runs its
-long-lived cluster under supervisord instead (roles/local_postgres); both find the
+long-lived cluster under supervisord instead (roles/local_platform); both find the
 binaries with :func:`postgres_bin_dir`. Postgres refuses to run as root, so when root the
 cluster runs as an unprivileged system user. That user must reach the binaries: when the
 checkout (and its .venv) is in a folder only root can enter (root's home, a ``mktemp -d``),
