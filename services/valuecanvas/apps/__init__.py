@@ -1,7 +1,8 @@
-"""The eight service apps, by name: what ``valuecanvas serve NAME`` runs.
+"""The service apps, by name: what ``valuecanvas serve NAME`` runs.
 
-Each service module holds its settings class (one per service) and its own routers; this
-module builds the app from them with the shared factory.
+The services are the catalogue's entries (valuecanvas/catalogue/); each one's module
+holds its settings class and its own routers; this module builds the app from them with
+the shared factory.
 """
 
 from __future__ import annotations
@@ -11,16 +12,36 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
+from valuecanvas.catalogue import CatalogueEntry, catalogue
 from valuecanvas.core.app import create_service_app
 from valuecanvas.core.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str
-    module: str
-    title: str
-    description: str
+    """A catalogue entry (valuecanvas/catalogue/<name>.yaml) and its Python module."""
+
+    entry: CatalogueEntry
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def module(self) -> str:
+        return self.entry.module
+
+    @property
+    def title(self) -> str:
+        return self.entry.title
+
+    @property
+    def description(self) -> str:
+        return self.entry.description
+
+    @property
+    def port(self) -> int:
+        return self.entry.port
 
     def settings_class(self) -> type[ServiceSettings]:
         module = importlib.import_module(f"valuecanvas.apps.{self.module}")
@@ -32,11 +53,6 @@ class ServiceSpec:
             and value is not ServiceSettings
         )
         return settings_class
-
-    @property
-    def port(self) -> int:
-        port: int = self.settings_class().model_fields["port"].default
-        return port
 
     def routers(self) -> list[APIRouter]:
         routers: list[APIRouter] = importlib.import_module(
@@ -60,56 +76,5 @@ class ServiceSpec:
         )
 
 
-SERVICES: dict[str, ServiceSpec] = {
-    spec.name: spec
-    for spec in (
-        ServiceSpec(
-            "api-gateway",
-            "api_gateway",
-            "API gateway",
-            "The only public entry: JWT / API-key auth, routing, rate limits, CORS, validation.",
-        ),
-        ServiceSpec(
-            "opportunity",
-            "opportunity",
-            "Opportunity agent",
-            "Finds value opportunities in an account's discovery notes and profile.",
-        ),
-        ServiceSpec(
-            "target",
-            "target",
-            "Target agent",
-            "Turns opportunities into a business case: KPI targets, ROI, NPV and payback.",
-        ),
-        ServiceSpec(
-            "realization",
-            "realization",
-            "Realization agent",
-            "Tracks realized value against targets from KPI measurements.",
-        ),
-        ServiceSpec(
-            "expansion",
-            "expansion",
-            "Expansion agent",
-            "Finds upsell and cross-sell opportunities from realization data.",
-        ),
-        ServiceSpec(
-            "integrity",
-            "integrity",
-            "Integrity agent",
-            "Checks other agents' output: numbers recomputed, claims backed, policies enforced.",
-        ),
-        ServiceSpec(
-            "orchestrator",
-            "orchestrator",
-            "Orchestrator",
-            "Runs workflow definitions (DAGs of agent steps) durably.",
-        ),
-        ServiceSpec(
-            "llm-proxy",
-            "llm_proxy",
-            "LLM proxy",
-            "The only holder of provider keys: Together first, OpenAI as fallback.",
-        ),
-    )
-}
+# Every service, from the catalogue, in port order.
+SERVICES: dict[str, ServiceSpec] = {name: ServiceSpec(entry) for name, entry in catalogue().items()}

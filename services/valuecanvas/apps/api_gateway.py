@@ -1,16 +1,19 @@
-"""API gateway (port 8000): the only public entry: JWT / API-key auth, routing, rate limits, CORS and validation."""
+"""API gateway: the only public entry: JWT / API-key auth, routing, rate limits, CORS and validation."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import AnyHttpUrl, SecretStr
 
+from valuecanvas.catalogue import catalogue
 from valuecanvas.core.settings import ServiceSettings
+
+SERVICE = catalogue()["api-gateway"]
 
 
 class ApiGatewaySettings(ServiceSettings):
-    service_name: str = "api-gateway"
-    port: int = 8000
+    service_name: str = SERVICE.name
+    port: int = SERVICE.port
 
     # Supabase, when the platform runs on it (use_supabase): the project URL and its key.
     supabase_url: AnyHttpUrl | None = None

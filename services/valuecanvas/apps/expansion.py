@@ -1,15 +1,18 @@
-"""Expansion agent (port 8083): finds upsell and cross-sell opportunities from realization data."""
+"""Expansion agent: finds upsell and cross-sell opportunities from realization data."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from valuecanvas.catalogue import catalogue
 from valuecanvas.core.settings import ServiceSettings
+
+SERVICE = catalogue()["expansion"]
 
 
 class ExpansionSettings(ServiceSettings):
-    service_name: str = "expansion"
-    port: int = 8083
+    service_name: str = SERVICE.name
+    port: int = SERVICE.port
 
 
 # This service's own endpoints, on top of the shared ones.

@@ -1,4 +1,4 @@
-"""LLM proxy (port 8086): the only holder of provider keys: Together first, OpenAI as fallback."""
+"""LLM proxy: the only holder of provider keys: Together first, OpenAI as fallback."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import AnyHttpUrl, Field, PrivateAttr, SecretStr, model_validator
 
+from valuecanvas.catalogue import catalogue
 from valuecanvas.core.settings import ServiceSettings
 from valuecanvas.llm.api import chat_completions
 from valuecanvas.llm.api import router as llm_router
@@ -22,10 +23,12 @@ from valuecanvas.llm.config import (
 from valuecanvas.llm.pricing import PriceOverride
 from valuecanvas.llm.runtime import lifespan_extension
 
+SERVICE = catalogue()["llm-proxy"]
+
 
 class LlmProxySettings(ServiceSettings):
-    service_name: str = "llm-proxy"
-    port: int = 8086
+    service_name: str = SERVICE.name
+    port: int = SERVICE.port
 
     # Provider keys live only here. With no usable provider, the offline provider answers.
     together_api_key: SecretStr | None = None

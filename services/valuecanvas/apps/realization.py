@@ -1,15 +1,18 @@
-"""Realization agent (port 8082): tracks realized value against targets from KPI measurements."""
+"""Realization agent: tracks realized value against targets from KPI measurements."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from valuecanvas.catalogue import catalogue
 from valuecanvas.core.settings import ServiceSettings
+
+SERVICE = catalogue()["realization"]
 
 
 class RealizationSettings(ServiceSettings):
-    service_name: str = "realization"
-    port: int = 8082
+    service_name: str = SERVICE.name
+    port: int = SERVICE.port
 
 
 # This service's own endpoints, on top of the shared ones.

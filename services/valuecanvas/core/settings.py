@@ -56,7 +56,7 @@ class ServiceSettings(BaseSettings):
 
     environment: Environment = Environment.LOCAL
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(ge=1, le=65535, description="each service's default is its catalogue port")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
 

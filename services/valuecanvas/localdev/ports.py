@@ -99,7 +99,7 @@ def problems(ports: dict[str, int], supervisor_pid: int | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("ports", help='JSON object of name -> port, e.g. {"api-gateway": 8000}')
+    parser.add_argument("ports", help='JSON object of name -> port, e.g. {"web": 9000}')
     parser.add_argument("--others", default="{}", help="more ports (JSON), not offset")
     parser.add_argument("--offset", type=int, default=0, help="added to each of PORTS")
     parser.add_argument("--supervisor-pidfile", type=Path)
