@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from tests.support.rehearsals import BIN, playbook, tool_env
 from valuecanvas.localdev import ports
 from valuecanvas.localdev import postgres as localdev_postgres
-from valuecanvas.localdev.emulator import answers
+from valuecanvas.localdev.emulator import answers, aws_emulator
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
 INVENTORIES = "inventories/local, inventories/production, inventories/sandbox, inventories/staging"
@@ -57,6 +57,14 @@ def test_a_misspelled_inventory_fails_and_names_the_inventories(command: list[st
     assert "has no hosts (is it misspelled?)" in output
     assert INVENTORIES in output
     assert "PLAY [Bring the whole platform up on this machine]" not in output
+
+
+def test_the_sandbox_with_its_emulator_passes_the_check_in_check_mode(tmp_path: Path) -> None:
+    with aws_emulator(tmp_path / "moto.log") as endpoint:
+        planned = playbook("site.yml", "--check", "--tags", "never", endpoint=endpoint)
+
+    assert planned.returncode == 0, planned.stdout[-3000:]
+    assert "No AWS emulator answers" not in planned.stdout
 
 
 def test_the_sandbox_without_its_emulator_says_to_start_it() -> None:
