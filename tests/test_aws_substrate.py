@@ -5,7 +5,9 @@ teardown leaves nothing tagged for the environment. Also the cost table."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +168,30 @@ def test_the_cost_table_follows_the_inventory_and_the_price_table() -> None:
     )
     total = sum(value for name, value in production.items() if name != "Total")
     assert production["Total"] == pytest.approx(total, abs=0.05)
+
+
+@pytest.mark.platform
+def test_the_nothing_left_check_reads_every_page(tmp_path: Path) -> None:
+    """More log groups than one page (the emulator, like AWS, answers 50 at a time): the
+    teardown check must still find every one."""
+    import boto3
+
+    from tests.support.rehearsals import BIN, tool_env
+
+    with aws_emulator(tmp_path / "moto.log") as endpoint:
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name="us-east-1")  # fmt: skip
+        logs = session.client("logs", endpoint_url=endpoint)
+        for index in range(60):
+            logs.create_log_group(logGroupName=f"/valuecanvas/pages/group-{index:03}")
+        assert len(logs.describe_log_groups()["logGroups"]) == 50  # one page
+        result = subprocess.run(
+            [str(BIN / "ansible"), "localhost", "-i", "inventories/sandbox", "-o",
+             "-m", "aws_environment_resources_info",
+             "-a", f"environment=pages name_prefix=valuecanvas-pages endpoint_url={endpoint} "
+                   "region=us-east-1 access_key=testing secret_key=testing"],
+            cwd=REPO, capture_output=True, text=True, timeout=300, env=tool_env(),
+        )  # fmt: skip
+
+    output = json.loads(result.stdout[result.stdout.index("{") :])
+    assert len(output["resources"]["log_group"]) == 60, result.stdout[-2000:]

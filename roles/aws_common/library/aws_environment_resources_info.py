@@ -48,6 +48,16 @@ def tags_of(items):
     return {item["Key"]: item["Value"] for item in items or []}
 
 
+def every(client, operation, key, **kwargs):
+    """Every item of a list or describe call, across all its pages (a check that reads only
+    the first page would miss what is past it on a large account)."""
+    if client.can_paginate(operation):
+        for page in client.get_paginator(operation).paginate(**kwargs):
+            yield from page.get(key, [])
+    else:  # the API returns everything at once (for example the OIDC providers)
+        yield from getattr(client, operation)(**kwargs).get(key, [])
+
+
 def main():
     module = AnsibleAWSModule(
         argument_spec={
@@ -66,63 +76,65 @@ def main():
     try:
         ec2 = module.client("ec2")
         tag_filter = [{"Name": "tag:Environment", "Values": [env]}]
-        for vpc in ec2.describe_vpcs(Filters=tag_filter)["Vpcs"]:
+        for vpc in every(ec2, "describe_vpcs", "Vpcs", Filters=tag_filter):
             add("vpc", vpc["VpcId"])
             vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
-            for eni in ec2.describe_network_interfaces(Filters=vpc_filter)["NetworkInterfaces"]:
+            for eni in every(
+                ec2, "describe_network_interfaces", "NetworkInterfaces", Filters=vpc_filter
+            ):
                 add("network_interface", eni["NetworkInterfaceId"])
-        for subnet in ec2.describe_subnets(Filters=tag_filter)["Subnets"]:
+        for subnet in every(ec2, "describe_subnets", "Subnets", Filters=tag_filter):
             add("subnet", subnet["SubnetId"])
-        for igw in ec2.describe_internet_gateways(Filters=tag_filter)["InternetGateways"]:
+        for igw in every(ec2, "describe_internet_gateways", "InternetGateways", Filters=tag_filter):
             add("internet_gateway", igw["InternetGatewayId"])
-        for nat in ec2.describe_nat_gateways(Filter=tag_filter)["NatGateways"]:
+        for nat in every(ec2, "describe_nat_gateways", "NatGateways", Filter=tag_filter):
             if nat["State"] not in ("deleted", "deleting", "failed"):
                 add("nat_gateway", nat["NatGatewayId"])
-        for table in ec2.describe_route_tables(Filters=tag_filter)["RouteTables"]:
+        for table in every(ec2, "describe_route_tables", "RouteTables", Filters=tag_filter):
             add("route_table", table["RouteTableId"])
-        for group in ec2.describe_security_groups(Filters=tag_filter)["SecurityGroups"]:
+        for group in every(ec2, "describe_security_groups", "SecurityGroups", Filters=tag_filter):
             add("security_group", group["GroupId"])
-        for address in ec2.describe_addresses(Filters=tag_filter)["Addresses"]:
+        for address in every(ec2, "describe_addresses", "Addresses", Filters=tag_filter):
             add("elastic_ip", address.get("AllocationId", address.get("PublicIp")))
 
         eks = module.client("eks")
-        for name in eks.list_clusters()["clusters"]:
+        for name in every(eks, "list_clusters", "clusters"):
             cluster = eks.describe_cluster(name=name)["cluster"]
             if cluster.get("tags", {}).get("Environment") == env:
                 add("eks_cluster", name)
 
         rds = module.client("rds")
-        for db in rds.describe_db_instances()["DBInstances"]:
+        for db in every(rds, "describe_db_instances", "DBInstances"):
             if tags_of(db.get("TagList")).get("Environment") == env:
                 add("rds_instance", db["DBInstanceIdentifier"])
-        for group in rds.describe_db_subnet_groups()["DBSubnetGroups"]:
+        for group in every(rds, "describe_db_subnet_groups", "DBSubnetGroups"):
             if group["DBSubnetGroupName"].startswith(prefix):
                 add("rds_subnet_group", group["DBSubnetGroupName"])
-        for group in rds.describe_db_parameter_groups()["DBParameterGroups"]:
+        for group in every(rds, "describe_db_parameter_groups", "DBParameterGroups"):
             if group["DBParameterGroupName"].startswith(prefix):
                 add("rds_parameter_group", group["DBParameterGroupName"])
 
         cache = module.client("elasticache")
-        for group in cache.describe_replication_groups()["ReplicationGroups"]:
+        for group in every(cache, "describe_replication_groups", "ReplicationGroups"):
             if group["ReplicationGroupId"].startswith(prefix):
                 if group.get("Status") == "deleting":
                     pending.append("elasticache:" + group["ReplicationGroupId"])
                 else:
                     add("elasticache_replication_group", group["ReplicationGroupId"])
-        for group in cache.describe_cache_subnet_groups()["CacheSubnetGroups"]:
+        for group in every(cache, "describe_cache_subnet_groups", "CacheSubnetGroups"):
             if group["CacheSubnetGroupName"].startswith(prefix):
                 add("elasticache_subnet_group", group["CacheSubnetGroupName"])
 
         elb = module.client("elbv2")
-        for lb in elb.describe_load_balancers()["LoadBalancers"]:
+        for lb in every(elb, "describe_load_balancers", "LoadBalancers"):
             if lb["LoadBalancerName"].startswith(prefix):
                 add("load_balancer", lb["LoadBalancerName"])
-        for group in elb.describe_target_groups()["TargetGroups"]:
+        for group in every(elb, "describe_target_groups", "TargetGroups"):
             if group["TargetGroupName"].startswith(prefix):
                 add("target_group", group["TargetGroupName"])
 
         acm = module.client("acm")
-        for cert in acm.list_certificates()["CertificateSummaryList"]:
+        for cert in every(acm, "list_certificates", "CertificateSummaryList"):
             tags = tags_of(
                 acm.list_tags_for_certificate(CertificateArn=cert["CertificateArn"]).get("Tags")
             )
@@ -130,42 +142,38 @@ def main():
                 add("certificate", cert["CertificateArn"])
 
         ecr = module.client("ecr")
-        for repo in ecr.describe_repositories()["repositories"]:
+        for repo in every(ecr, "describe_repositories", "repositories"):
             if repo["repositoryName"].startswith(prefix + "/"):
                 add("ecr_repository", repo["repositoryName"])
 
         logs = module.client("logs")
-        for group in logs.describe_log_groups()["logGroups"]:
+        for group in every(logs, "describe_log_groups", "logGroups"):
             if group["logGroupName"].startswith((f"/valuecanvas/{env}/", f"/aws/eks/{prefix}")):
                 add("log_group", group["logGroupName"])
         cloudwatch = module.client("cloudwatch")
-        for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
+        for alarm in every(cloudwatch, "describe_alarms", "MetricAlarms", AlarmNamePrefix=prefix):
             add("alarm", alarm["AlarmName"])
         sns = module.client("sns")
-        for topic in sns.list_topics()["Topics"]:
+        for topic in every(sns, "list_topics", "Topics"):
             if topic["TopicArn"].rsplit(":", 1)[-1].startswith(prefix):
                 add("sns_topic", topic["TopicArn"])
 
         secrets = module.client("secretsmanager")
-        for page in secrets.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
-            for secret in page["SecretList"]:
-                if not secret["Name"].startswith(f"valuecanvas/{env}/"):
-                    continue
-                if secret.get("DeletedDate"):
-                    pending.append("secret:" + secret["Name"])
-                else:
-                    add("secret", secret["Name"])
+        for secret in every(secrets, "list_secrets", "SecretList", IncludePlannedDeletion=True):
+            if not secret["Name"].startswith(f"valuecanvas/{env}/"):
+                continue
+            if secret.get("DeletedDate"):
+                pending.append("secret:" + secret["Name"])
+            else:
+                add("secret", secret["Name"])
 
         iam = module.client("iam")
-        for page in iam.get_paginator("list_roles").paginate(PathPrefix=f"/valuecanvas/{env}/"):
-            for role in page["Roles"]:
-                add("iam_role", role["RoleName"])
-        for page in iam.get_paginator("list_policies").paginate(
-            Scope="Local", PathPrefix=f"/valuecanvas/{env}/"
-        ):
-            for policy in page["Policies"]:
-                add("iam_policy", policy["PolicyName"])
-        for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+        for role in every(iam, "list_roles", "Roles", PathPrefix=f"/valuecanvas/{env}/"):
+            add("iam_role", role["RoleName"])
+        for policy in every(iam, "list_policies", "Policies", Scope="Local",
+                            PathPrefix=f"/valuecanvas/{env}/"):  # fmt: skip
+            add("iam_policy", policy["PolicyName"])
+        for provider in every(iam, "list_open_id_connect_providers", "OpenIDConnectProviderList"):
             tags = tags_of(
                 iam.list_open_id_connect_provider_tags(
                     OpenIDConnectProviderArn=provider["Arn"]
