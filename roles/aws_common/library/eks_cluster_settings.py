@@ -55,7 +55,7 @@ cluster:
   type: dict
 """
 
-from ansible.module_utils.aws_wait import wait_for_status
+from ansible.module_utils.aws_wait import wait
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 ALL_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -79,8 +79,7 @@ def current(client, name):
 
 
 def wait_active(module, client, name):
-    wait_for_status(module, lambda: client.describe_cluster(name=name)["cluster"].get("status"),
-                    what=f"cluster {name}", ready=("ACTIVE",), failed=("FAILED", "DELETING"))  # fmt: skip
+    wait(module, client, "cluster_active", what=f"cluster {name}", name=name)
 
 
 def main():

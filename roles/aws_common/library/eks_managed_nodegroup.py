@@ -93,7 +93,7 @@ nodegroup:
   type: dict
 """
 
-from ansible.module_utils.aws_wait import wait_for_status
+from ansible.module_utils.aws_wait import wait
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
@@ -117,12 +117,8 @@ def summary(group):
 
 
 def wait_for(module, client, cluster, name, gone=False):
-    def status():
-        group = describe(client, cluster, name)
-        return None if group is None else group.get("status")
-
-    wait_for_status(module, status, what=f"node group {name}", ready=("ACTIVE",),
-                    failed=("CREATE_FAILED", "DEGRADED"), gone=gone)  # fmt: skip
+    wait(module, client, "nodegroup_deleted" if gone else "nodegroup_active",
+         what=f"node group {name}", clusterName=cluster, nodegroupName=name)  # fmt: skip
 
 
 def main():

@@ -102,7 +102,7 @@ replication_group:
   type: dict
 """
 
-from ansible.module_utils.aws_wait import wait_for_status
+from ansible.module_utils.aws_wait import wait
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
@@ -140,13 +140,8 @@ def wait_for(module, client, name, gone=False):
     if not module.params["wait"] or (gone and not module.params["wait_for_deletion"]):
         return
 
-    def status():
-        group = describe(client, name)
-        return None if group is None else group.get("Status")
-
-    wait_for_status(
-        module, status, what=f"replication group {name}", ready=("available",), gone=gone
-    )
+    wait(module, client, "replication_group_deleted" if gone else "replication_group_available",
+         what=f"replication group {name}", ReplicationGroupId=name)  # fmt: skip
 
 
 def main():

@@ -1,36 +1,26 @@
-"""Waiting for an AWS resource to reach a status, or to be gone: shared by the
-repository's own modules (library/)."""
+"""Waiting for an AWS resource to reach a state, or to be gone, with boto3's own waiters
+(their acceptors know each API's failure states): shared by the repository's own modules
+(library/)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection
+import math
 from typing import Any
 
+from botocore.exceptions import WaiterError
 
-def wait_for_status(
-    module: Any,
-    read_status: Callable[[], str | None],
-    *,
-    what: str,
-    ready: Collection[str] = (),
-    failed: Collection[str] = (),
-    gone: bool = False,
-    interval: float = 15,
+
+def wait(
+    module: Any, client: Any, waiter: str, *, what: str, delay: int = 15, **params: Any
 ) -> None:
-    """Poll ``read_status()`` (the status, or None once the resource does not exist) until it
-    is in ``ready`` (or None, with ``gone``); fail the module on a ``failed`` status, or when
-    ``module.params["wait_timeout"]`` seconds have passed."""
-    deadline = time.monotonic() + module.params["wait_timeout"]
-    while time.monotonic() < deadline:
-        status = read_status()
-        if gone and status is None:
-            return
-        if not gone and status in ready:
-            return
-        if not gone and status in failed:
-            module.fail_json(msg=f"{what} is {status}")
-        time.sleep(interval)
-    module.fail_json(
-        msg=f"{what} did not become {'deleted' if gone else ' or '.join(ready)} in time"
-    )
+    """``client.get_waiter(waiter).wait(**params)`` within ``module.params["wait_timeout"]``
+    seconds; fails the module naming ``what`` and the last state seen otherwise."""
+    attempts = max(1, math.ceil(module.params["wait_timeout"] / delay))
+    try:
+        client.get_waiter(waiter).wait(
+            **params, WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
+        )
+    except WaiterError as error:
+        module.fail_json(
+            msg=f"{what}: {waiter.replace('_', ' ')} not reached: {error.last_response}"
+        )
