@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import asyncpg
 import pytest
 
 from tests.support.rehearsals import Rehearsals
+from tests.support.waiting import wait_until
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
 
@@ -133,13 +133,8 @@ def redis_server() -> Iterator[RedisServer]:
         ],
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
+    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close() or True,
+               what=f"redis-server on port {port}", timeout=10, interval=0.05, ignore=(OSError,))  # fmt: skip
     server = RedisServer(port, process)
     yield server
     process.terminate()

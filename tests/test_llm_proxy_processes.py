@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import APP_PASSWORD, APP_ROLE, MIGRATIONS, Database, RedisServer
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
@@ -57,16 +58,14 @@ class ProxyProcess:
                  "--env-file", str(self.env_file), "--port", str(self.port)],
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the proxy did not start"
-            time.sleep(0.1)
+
+        def healthy() -> bool:
+            assert self.process is not None
+            assert self.process.poll() is None, self.log.read_text()[-3000:]  # it died: stop
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+        wait_until(healthy, what="the proxy answering /healthz", ignore=(httpx.TransportError,))
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

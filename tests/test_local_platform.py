@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.support.waiting import wait_until
 from valuecanvas.apps import SERVICES
 from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
 
@@ -94,17 +94,12 @@ def recap(output: str) -> dict[str, int]:
 
 
 def wait_for(url: str, status: int, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == status:
-                return response
-        except httpx.TransportError:
-            response = None
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not answer {status}: {response and response.text}")
-        time.sleep(0.5)
+    def answer() -> httpx.Response | None:
+        response = httpx.get(url, timeout=5)
+        return response if response.status_code == status else None
+
+    return wait_until(answer, what=f"{url} answering {status}", timeout=timeout, interval=0.5,
+                      ignore=(httpx.TransportError,))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

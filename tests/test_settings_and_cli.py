@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import MIGRATIONS, Database
+from tests.support.waiting import wait_until
 from valuecanvas.apps import SERVICES
 from valuecanvas.core.settings import describe_validation_error
 from valuecanvas.db import typegen
@@ -124,16 +124,11 @@ def test_a_service_logs_json_lines_with_the_request_id_and_no_secrets(
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    response = httpx.get(
-                        f"http://127.0.0.1:{port}/readyz", headers={"X-Request-ID": "trace-42"}
-                    )
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.2)
+            response = wait_until(
+                lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", headers={"X-Request-ID": "trace-42"}),
+                what=f"the service on {port} answering (log: {log})", interval=0.2,
+                ignore=(httpx.TransportError,),
+            )  # fmt: skip
             denied = httpx.get(
                 f"http://127.0.0.1:{port}/v1/whoami", headers={"X-Request-ID": "trace-43"}
             )

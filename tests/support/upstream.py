@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.waiting import wait_until
 from valuecanvas.localdev.postgres import free_port
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 11, 7
@@ -158,11 +159,8 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake upstream did not start")
-            time.sleep(0.02)
+        wait_until(lambda: self.server.started, what="the fake upstream starting", timeout=10,
+                   interval=0.02)  # fmt: skip
         return self
 
     def stop(self) -> None:
