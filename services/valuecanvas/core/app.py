@@ -59,12 +59,14 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+def build_verifier(
+    settings: ServiceSettings, http: httpx.AsyncClient | None = None
+) -> TokenVerifier:
     return TokenVerifier(
         algorithms=frozenset(settings.jwt_algorithms),
         audience=settings.jwt_audience,
         secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-        jwks=JwksCache(str(settings.jwt_jwks_url)) if settings.jwt_jwks_url else None,
+        jwks=JwksCache(str(settings.jwt_jwks_url), http=http) if settings.jwt_jwks_url else None,
         issuer=settings.jwt_issuer,
         leeway_seconds=settings.jwt_leeway_seconds,
         internal_secret=settings.internal_token_secret.get_secret_value(),
@@ -332,7 +334,7 @@ def create_service_app(
             pool=pool,
             redis=redis_client,
             http=http,
-            verifier=build_verifier(settings),
+            verifier=build_verifier(settings, http),
             internal_tokens=InternalTokenIssuer(
                 service=settings.service_name,
                 secret=settings.internal_token_secret.get_secret_value(),

@@ -91,19 +91,29 @@ def identity_from_claims(
 class JwksCache:
     """Signing keys from a JWKS URL, fetched with httpx and refreshed on an unknown ``kid``."""
 
-    def __init__(self, url: str, *, ttl_seconds: float = 300.0, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        ttl_seconds: float = 300.0,
+        timeout: float = 5.0,
+    ) -> None:
         self.url = url
         self.ttl_seconds = ttl_seconds
         self.timeout = timeout
+        # The service's own client (its connection pool), not a new one per refresh.
+        self._http = http
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = 0.0
 
     async def _refresh(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.get(self.url)
-                response.raise_for_status()
-                key_set = jwt.PyJWKSet.from_dict(response.json())
+            if self._http is None:
+                self._http = httpx.AsyncClient()
+            response = await self._http.get(self.url, timeout=self.timeout)
+            response.raise_for_status()
+            key_set = jwt.PyJWKSet.from_dict(response.json())
         except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
             raise AuthError("signing keys are unavailable") from exc
         self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
