@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 import httpx
 import jwt
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
-DATABASE_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+# The same three, as values (written once: from the Literal).
+DATABASE_ROLES: tuple[str, ...] = get_args(DatabaseRole)
 INTERNAL_ISSUER = "valuecanvas-internal"
 INTERNAL_AUDIENCE = "valuecanvas-services"
 _ASYMMETRIC = {"RS256", "ES256"}

@@ -14,10 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from valuecanvas.core.identity import DATABASE_ROLES
 from valuecanvas.db.migrate import MigrationError, inspect
 
 PLATFORM_SCHEMAS = ("public", "platform")
-REQUIRED_ROLES = ("anon", "authenticated", "service_role")
+REQUIRED_ROLES = DATABASE_ROLES
 
 
 @dataclass
