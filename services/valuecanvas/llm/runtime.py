@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
@@ -18,10 +17,8 @@ from valuecanvas.llm.breaker import BreakerState, CircuitBreaker
 from valuecanvas.llm.config import Provider
 from valuecanvas.llm.ledger import JournalLedger, Ledger, RedisStreamLedger, flush, run_drainer
 from valuecanvas.llm.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from valuecanvas.llm.settings import LlmProxySettings
 from valuecanvas.llm.upstream import RetryPolicy, Upstream
-
-if TYPE_CHECKING:
-    from valuecanvas.apps.llm_proxy import LlmProxySettings
 
 _log = get_logger("valuecanvas.llm")
 
@@ -130,7 +127,8 @@ async def _watch_backlog(runtime: LlmRuntime) -> None:
 
 @asynccontextmanager
 async def lifespan_extension(state: AppState) -> AsyncIterator[LlmRuntime]:
-    settings: LlmProxySettings = state.settings  # type: ignore[assignment]
+    settings = state.settings
+    assert isinstance(settings, LlmProxySettings)
     metrics = LlmMetrics(state)
     providers = settings.providers()
     breakers = {
