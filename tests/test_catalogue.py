@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from tests.conftest import REPO
 from tests.support.rehearsals import BIN, tool_env
-from valuecanvas.apps import SERVICES
 from valuecanvas.catalogue import CatalogueEntry, catalogue
+from valuecanvas.registry import SERVICES
 
 CATALOGUE_DIR = "services/valuecanvas/catalogue"
 # Where services may be named: the catalogue itself, docs, the tests (which check it), and
@@ -39,7 +39,7 @@ def test_each_entry_is_valid_and_unique() -> None:
 @pytest.mark.parametrize("name", sorted(catalogue()))
 def test_each_service_takes_its_name_and_port_from_its_entry(name: str) -> None:
     entry = catalogue()[name]
-    module = importlib.import_module(f"valuecanvas.apps.{entry.module}")
+    module = importlib.import_module(f"valuecanvas.{entry.module}.settings")
     settings_class = SERVICES[name].settings_class()
 
     assert module.SERVICE is entry

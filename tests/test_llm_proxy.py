@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from tests.conftest import Database, RedisServer
 from tests.support.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
-from valuecanvas.apps import SERVICES
-from valuecanvas.apps.llm_proxy import LlmProxySettings
+from valuecanvas.llm_proxy.settings import LlmProxySettings
+from valuecanvas.registry import SERVICES
 
 JWT_SECRET = "jwt-secret-for-the-llm-tests-0123456789abcdef"
 INTERNAL_SECRET = "internal-secret-for-the-llm-tests-0123456789"

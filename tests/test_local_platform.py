@@ -24,8 +24,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.waiting import wait_until
-from valuecanvas.apps import SERVICES
 from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
+from valuecanvas.registry import SERVICES
 
 pytestmark = pytest.mark.platform
 BIN = Path(sys.executable).parent

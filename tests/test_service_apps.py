@@ -18,11 +18,11 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from tests.conftest import Database, RedisServer
-from valuecanvas.apps import SERVICES
 from valuecanvas.core.app import create_service_app, get_state
 from valuecanvas.core.identity import Identity, InternalTokenIssuer
 from valuecanvas.core.settings import ServiceSettings
 from valuecanvas.localdev.postgres import TemporaryPostgres
+from valuecanvas.registry import SERVICES
 
 JWT_SECRET = "jwt-secret-for-the-service-tests-0123456789"
 INTERNAL_SECRET = "internal-secret-for-the-service-tests-0123456789"

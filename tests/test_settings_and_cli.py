@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from tests.conftest import MIGRATIONS, Database
 from tests.support.waiting import wait_until
-from valuecanvas.apps import SERVICES
 from valuecanvas.core.settings import describe_validation_error
 from valuecanvas.db import typegen
 from valuecanvas.localdev.postgres import free_port
+from valuecanvas.registry import SERVICES
 
 GOOD = {
     "DATABASE_URL": "postgresql://app:pw@127.0.0.1:5432/valuecanvas",

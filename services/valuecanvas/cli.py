@@ -64,8 +64,8 @@ def _load(cls: type[SettingsT], env_file: str | None, command: str) -> SettingsT
 
 
 def _load_service(name: str, env_file: str | None, port: int | None) -> tuple[Any, Any]:
-    from valuecanvas.apps import SERVICES
     from valuecanvas.core.logging import configure_logging, register_secrets
+    from valuecanvas.registry import SERVICES
 
     spec = SERVICES[name]
     try:
@@ -255,7 +255,7 @@ def _seed_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from valuecanvas.apps import SERVICES
+    from valuecanvas.registry import SERVICES
 
     parser = argparse.ArgumentParser(prog="valuecanvas", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)

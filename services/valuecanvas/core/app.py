@@ -50,8 +50,6 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     internal_tokens: InternalTokenIssuer
-    # What a service adds to the lifespan (the llm-proxy's limiter, ledger, providers).
-    extension: Any = None
 
 
 def get_state(request: Request) -> AppState:
@@ -300,7 +298,22 @@ def _shared_router() -> APIRouter:
     return router
 
 
-Extension = Callable[[AppState], AbstractAsyncContextManager[Any]]
+# What a service adds to the lifespan: given the shared state, it opens its own objects and
+# yields them by name; each is then ``request.state.<name>``, read through a typed accessor
+# in the service's package (for example ``llm_proxy.runtime.runtime_of``).
+Extension = Callable[[AppState], AbstractAsyncContextManager[Mapping[str, object]]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What a service's ``app.py`` declares (``DEFINITION``), and all the factory needs
+    besides the catalogue entry: its settings class, its routers, what it adds to the
+    lifespan, and the routes served past FastAPI's routing (see HotPathMiddleware)."""
+
+    settings: type[ServiceSettings]
+    routers: Sequence[APIRouter] = ()
+    extension: Extension | None = None
+    hot_routes: Mapping[tuple[str, str], HotHandler] | None = None
 
 
 def create_service_app(
@@ -316,7 +329,7 @@ def create_service_app(
     metrics = ServiceMetrics(settings.service_name)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         pool = await create_pool(
             str(settings.database_url),
             max_size=settings.database_pool_max_size,
@@ -347,8 +360,7 @@ def create_service_app(
                 yield {"platform": state}
             else:
                 async with extension(state) as extra:
-                    state.extension = extra
-                    yield {"platform": state}
+                    yield {**extra, "platform": state}
         finally:
             await http.aclose()
             if redis_client is not None:

@@ -21,7 +21,7 @@ from uuid import UUID
 
 import redis.asyncio as redis
 
-from valuecanvas.llm.config import Limits
+from valuecanvas.llm_proxy.config import Limits
 
 # KEYS[1]: the user's log; KEYS[2] (optional): the organization's log.
 # ARGV: window ms, user limit, organization limit, member (an id the server generated for

@@ -28,8 +28,8 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from valuecanvas.llm.breaker import CircuitBreaker
-from valuecanvas.llm.config import Provider
+from valuecanvas.llm_proxy.breaker import CircuitBreaker
+from valuecanvas.llm_proxy.config import Provider
 
 DONE = object()  # the end-of-stream marker, as an event
 _PASSED_BACK = {400, 404, 409, 413, 415, 422}

@@ -4,23 +4,30 @@ ledger and its drainer, and the LLM metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
+from starlette.requests import Request
 
 from valuecanvas.core.app import AppState
 from valuecanvas.core.logging import get_logger
-from valuecanvas.llm.breaker import BreakerState, CircuitBreaker
-from valuecanvas.llm.config import Provider
-from valuecanvas.llm.ledger import JournalLedger, Ledger, RedisStreamLedger, flush, run_drainer
-from valuecanvas.llm.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from valuecanvas.llm.settings import LlmProxySettings
-from valuecanvas.llm.upstream import RetryPolicy, Upstream
+from valuecanvas.llm_proxy.breaker import BreakerState, CircuitBreaker
+from valuecanvas.llm_proxy.config import Provider
+from valuecanvas.llm_proxy.ledger import (
+    JournalLedger,
+    Ledger,
+    RedisStreamLedger,
+    flush,
+    run_drainer,
+)
+from valuecanvas.llm_proxy.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from valuecanvas.llm_proxy.settings import LlmProxySettings
+from valuecanvas.llm_proxy.upstream import RetryPolicy, Upstream
 
-_log = get_logger("valuecanvas.llm")
+_log = get_logger("valuecanvas.llm_proxy")
 
 
 class LlmMetrics:
@@ -125,8 +132,17 @@ async def _watch_backlog(runtime: LlmRuntime) -> None:
         await asyncio.sleep(2)
 
 
+RUNTIME_STATE = "llm_runtime"
+
+
+def runtime_of(request: Request) -> LlmRuntime:
+    """The proxy's runtime, as the lifespan put it on the request's state."""
+    runtime: LlmRuntime = getattr(request.state, RUNTIME_STATE)
+    return runtime
+
+
 @asynccontextmanager
-async def lifespan_extension(state: AppState) -> AsyncIterator[LlmRuntime]:
+async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, object]]:
     settings = state.settings
     assert isinstance(settings, LlmProxySettings)
     metrics = LlmMetrics(state)
@@ -183,7 +199,7 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[LlmRuntime]:
     )
     tasks = [asyncio.create_task(run_drainer(ledger)), asyncio.create_task(_watch_backlog(runtime))]
     try:
-        yield runtime
+        yield {RUNTIME_STATE: runtime}
     finally:
         for task in tasks:
             task.cancel()

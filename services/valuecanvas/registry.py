@@ -1,8 +1,8 @@
-"""The service apps, by name: what ``valuecanvas serve NAME`` runs.
+"""The services, by name: what ``valuecanvas serve NAME`` runs.
 
-The services are the catalogue's entries (valuecanvas/catalogue/); each one's module
-holds its settings class and its own routers; this module builds the app from them with
-the shared factory.
+The services are the catalogue's entries (valuecanvas/catalogue/). Each is a package,
+``valuecanvas.<module>``, whose ``app.py`` declares a :class:`ServiceDefinition`; this
+module builds the app from the two with the shared factory.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from valuecanvas.catalogue import CatalogueEntry, catalogue
-from valuecanvas.core.app import create_service_app
+from valuecanvas.core.app import ServiceDefinition, create_service_app
 from valuecanvas.core.settings import ServiceSettings
 
 
@@ -43,36 +43,29 @@ class ServiceSpec:
     def port(self) -> int:
         return self.entry.port
 
-    def settings_class(self) -> type[ServiceSettings]:
-        module = importlib.import_module(f"valuecanvas.apps.{self.module}")
-        (settings_class,) = (
-            value
-            for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, ServiceSettings)
-            and value is not ServiceSettings
-        )
-        return settings_class
+    def definition(self) -> ServiceDefinition:
+        """The service package's explicit entry point: ``valuecanvas.<module>.app.DEFINITION``."""
+        definition: ServiceDefinition = importlib.import_module(
+            f"valuecanvas.{self.module}.app"
+        ).DEFINITION
+        return definition
 
-    def routers(self) -> list[APIRouter]:
-        routers: list[APIRouter] = importlib.import_module(
-            f"valuecanvas.apps.{self.module}"
-        ).ROUTERS
-        return routers
+    def settings_class(self) -> type[ServiceSettings]:
+        return self.definition().settings
 
     def load_settings(self, env_file: str | None = None) -> ServiceSettings:
         """Read and validate settings; raises pydantic.ValidationError naming what is wrong."""
         return self.settings_class()(_env_file=env_file)
 
     def create_app(self, settings: ServiceSettings | None = None) -> FastAPI:
-        module = importlib.import_module(f"valuecanvas.apps.{self.module}")
+        definition = self.definition()
         return create_service_app(
             settings or self.load_settings(),
             title=f"ValueCanvas {self.title}",
             description=self.description,
-            routers=self.routers(),
-            extension=getattr(module, "EXTENSION", None),
-            hot_routes=getattr(module, "HOT_ROUTES", None),
+            routers=definition.routers,
+            extension=definition.extension,
+            hot_routes=definition.hot_routes,
         )
 
 

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 
-from valuecanvas.llm.pricing import Price, PriceOverride, resolve_price
+from valuecanvas.llm_proxy.pricing import Price, PriceOverride, resolve_price
 
 OFFLINE = "offline"
 

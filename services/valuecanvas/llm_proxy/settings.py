@@ -10,7 +10,7 @@ from pydantic import AnyHttpUrl, Field, PrivateAttr, SecretStr, model_validator
 
 from valuecanvas.catalogue import catalogue
 from valuecanvas.core.settings import ServiceSettings
-from valuecanvas.llm.config import (
+from valuecanvas.llm_proxy.config import (
     DEFAULT_MODEL_MAP,
     ConfigurationError,
     ExtraProvider,
@@ -18,7 +18,7 @@ from valuecanvas.llm.config import (
     Provider,
     build_providers,
 )
-from valuecanvas.llm.pricing import PriceOverride
+from valuecanvas.llm_proxy.pricing import PriceOverride
 
 SERVICE = catalogue()["llm-proxy"]
 

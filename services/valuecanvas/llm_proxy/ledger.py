@@ -16,39 +16,21 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import asyncpg
 import redis.asyncio as redis
 
-from valuecanvas.core.db import Pool, caller_transaction
-from valuecanvas.core.identity import Identity
+from valuecanvas.core.db import Pool
 from valuecanvas.core.logging import get_logger
 from valuecanvas.generated.database import LlmUsageInsert
+from valuecanvas.llm_proxy.repository import insert_entries
 
-_log = get_logger("valuecanvas.llm.ledger")
+_log = get_logger("valuecanvas.llm_proxy.ledger")
 BATCH = 200  # entries moved per transaction, at most
-SERVICE_ROLE = Identity(
-    user_id=None, organization_id=None, role="service_role", via="internal_token"
-)
-_INSERT = """
-insert into public.llm_usage (
-  completion_id, request_id, user_id, organization_id, logical_model, provider, provider_model, attempts,
-  prompt_tokens, completion_tokens, tokens_estimated, cost_usd, latency_ms, status, error, streamed
-) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-on conflict (completion_id) do nothing
-"""
-
-
 # One ledger entry is one row of public.llm_usage: the model generated from the table.
 LedgerEntry = LlmUsageInsert
-_COLUMNS = (
-    "completion_id", "request_id", "user_id", "organization_id", "logical_model", "provider", "provider_model",
-    "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "cost_usd", "latency_ms",
-    "status", "error", "streamed",
-)  # fmt: skip
 
 
 def to_json(entry: LedgerEntry) -> str:
@@ -57,13 +39,6 @@ def to_json(entry: LedgerEntry) -> str:
 
 def from_json(raw: str | bytes) -> LedgerEntry:
     return LedgerEntry.model_validate_json(raw)
-
-
-async def insert_entries(pool: Pool, entries: Sequence[LedgerEntry]) -> None:
-    async with caller_transaction(pool, SERVICE_ROLE) as connection:
-        await connection.executemany(
-            _INSERT, [tuple(getattr(entry, column) for column in _COLUMNS) for entry in entries]
-        )
 
 
 class Ledger(Protocol):
