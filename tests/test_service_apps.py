@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from tests.conftest import Database, RedisServer
-from valuecanvas.core.app import create_service_app, get_state
+from valuecanvas.core.app import create_service_app
 from valuecanvas.core.identity import Identity, InternalTokenIssuer
 from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.core.state import get_state
 from valuecanvas.localdev.postgres import TemporaryPostgres
 from valuecanvas.registry import SERVICES
 

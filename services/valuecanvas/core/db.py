@@ -55,3 +55,8 @@ async def check_database(pool: Pool, timeout_seconds: float) -> None:
     """Raise if the database does not answer ``select 1`` within ``timeout_seconds``."""
     async with pool.acquire(timeout=timeout_seconds) as connection:
         await connection.fetchval("select 1", timeout=timeout_seconds)
+
+
+async def visible_organizations(connection: Connection) -> list[asyncpg.Record]:
+    """The organizations row-level security lets the connection's caller see, by name."""
+    return list(await connection.fetch("select id, name from public.organizations order by name"))

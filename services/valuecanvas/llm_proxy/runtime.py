@@ -12,8 +12,8 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
-from valuecanvas.core.app import AppState
 from valuecanvas.core.logging import get_logger
+from valuecanvas.core.state import AppState
 from valuecanvas.llm_proxy.breaker import BreakerState, CircuitBreaker
 from valuecanvas.llm_proxy.config import Provider
 from valuecanvas.llm_proxy.ledger import (

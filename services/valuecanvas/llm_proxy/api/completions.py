@@ -11,8 +11,9 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from valuecanvas.core.app import UNAUTHORIZED, Caller, error_doc, error_response
+from valuecanvas.core.auth import UNAUTHORIZED, Caller
 from valuecanvas.core.body import BodyError
+from valuecanvas.core.errors import error_doc, error_response
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.requestid import current_request_id

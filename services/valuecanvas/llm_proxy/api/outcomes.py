@@ -14,11 +14,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from valuecanvas.core.app import error_response, get_state
 from valuecanvas.core.body import BodyError, read_json_object
+from valuecanvas.core.errors import error_response
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.middleware import add_log_fields
+from valuecanvas.core.state import get_state
 from valuecanvas.llm_proxy.config import Provider
 from valuecanvas.llm_proxy.ledger import LedgerEntry, to_json
 from valuecanvas.llm_proxy.offline import estimate_tokens, prompt_text

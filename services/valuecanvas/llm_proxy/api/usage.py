@@ -12,8 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator
 
-from valuecanvas.core.app import UNAUTHORIZED, Caller, error_doc, error_response, get_state
+from valuecanvas.core.auth import UNAUTHORIZED, Caller
 from valuecanvas.core.db import caller_transaction
+from valuecanvas.core.errors import error_doc, error_response
+from valuecanvas.core.state import get_state
 from valuecanvas.llm_proxy import repository
 from valuecanvas.llm_proxy.schemas import UsageReport, money
 
