@@ -20,6 +20,7 @@ from uuid import UUID
 
 import httpx
 import jwt
+from cachetools import TLRUCache
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 # The same three, as values (written once: from the Literal).
@@ -141,7 +142,16 @@ class TokenVerifier:
     leeway_seconds: int = 30
     internal_secret: str | None = None
     cache_size: int = 10_000
-    _verified: dict[str, tuple[Identity, float]] = field(default_factory=dict, repr=False)
+    # Verified tokens, each kept until it expires (plus the leeway), the least recently
+    # used dropped first when full.
+    _verified: TLRUCache[str, Identity] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._verified = TLRUCache(maxsize=self.cache_size, ttu=self._expires_at, timer=time.time)
+
+    def _expires_at(self, _: str, identity: Identity, now: float) -> float:
+        expiry = identity.claims.get("exp")
+        return float(expiry) + self.leeway_seconds if isinstance(expiry, int | float) else now
 
     async def verify(self, token: str) -> Identity:
         """Verify ``token``; a token verified before is answered from a bounded cache until
@@ -149,16 +159,9 @@ class TokenVerifier:
         token hits)."""
         cached = self._verified.get(token)
         if cached is not None:
-            identity, expires_at = cached
-            if time.time() < expires_at + self.leeway_seconds:
-                return identity
-            del self._verified[token]
+            return cached
         identity = await self._verify(token)
-        expiry = identity.claims.get("exp")
-        if isinstance(expiry, int | float):
-            if len(self._verified) >= self.cache_size:
-                self._verified.pop(next(iter(self._verified)))  # drop the oldest entry
-            self._verified[token] = (identity, float(expiry))
+        self._verified[token] = identity  # a token without exp is not kept (it expires now)
         return identity
 
     async def _verify(self, token: str) -> Identity:

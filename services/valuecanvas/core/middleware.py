@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.metrics import ServiceMetrics, route_template
-from valuecanvas.core.requestid import accept_or_generate, bind_request_id, unbind_request_id
+from valuecanvas.core.requestid import accept_or_generate
 
 _log = get_logger("valuecanvas.request")
 LOG_FIELDS = "log_fields"
@@ -54,7 +54,6 @@ class RequestMiddleware:
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
         )
         request_id = accept_or_generate(incoming)
-        token = bind_request_id(request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         in_flight = self.metrics.in_flight.labels(self.metrics.service)
@@ -98,4 +97,3 @@ class RequestMiddleware:
                     **fields,
                 )
             structlog.contextvars.clear_contextvars()
-            unbind_request_id(token)

@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar, Token
 
 import httpx
+import structlog
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def current_request_id() -> str | None:
-    return _current_request_id.get()
-
-
-def bind_request_id(request_id: str) -> Token[str | None]:
-    return _current_request_id.set(request_id)
-
-
-def unbind_request_id(token: Token[str | None]) -> None:
-    _current_request_id.reset(token)
+    """The request id the middleware bound for this request: kept in one place, structlog's
+    context variables, which also put it on every log line."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
 
 
 def accept_or_generate(candidate: str | None) -> str:
