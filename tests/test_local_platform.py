@@ -38,7 +38,7 @@ def port_is_free(port: int) -> bool:
 
 def free_offset() -> int:
     for offset in range(20000, 40000, 1000):
-        if all(port_is_free(spec.port + offset) for spec in SERVICES.values()):
+        if all(port_is_free(spec.entry.port + offset) for spec in SERVICES.values()):
             return offset
     raise RuntimeError("no free block of ports for the services")
 
@@ -51,7 +51,7 @@ class Platform:
     extra_vars: Path
 
     def url(self, service: str, path: str) -> str:
-        return f"http://127.0.0.1:{SERVICES[service].port + self.offset}{path}"
+        return f"http://127.0.0.1:{SERVICES[service].entry.port + self.offset}{path}"
 
     def playbook(
         self, playbook: str, *extra: str, cwd: Path = REPO
@@ -291,7 +291,7 @@ def test_make_down_stops_everything_and_keeps_the_data(platform: Platform) -> No
 
     assert down.returncode == 0, down.stdout[-5000:]
     assert recap(down.stdout)["changed"] >= 1
-    assert all(port_is_free(spec.port + platform.offset) for spec in SERVICES.values())
+    assert all(port_is_free(spec.entry.port + platform.offset) for spec in SERVICES.values())
     assert port_is_free(platform.postgres_port)
     assert (platform.state_dir / "postgres" / "data" / "PG_VERSION").exists()
     again = platform.playbook("playbooks/teardown.yml")

@@ -66,7 +66,7 @@ def test_every_service_serves_the_shared_endpoints(name: str, database: Database
         ready = client.get("/readyz")
         assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok"})
         spec = client.get("/openapi.json").json()
-        assert spec["info"]["title"] == f"ValueCanvas {SERVICES[name].title}"
+        assert spec["info"]["title"] == f"ValueCanvas {SERVICES[name].entry.title}"
         assert {"/healthz", "/readyz", "/metrics", "/v1/whoami"} <= set(spec["paths"])
         metrics = client.get("/metrics").text
 
@@ -81,7 +81,7 @@ def test_every_service_serves_the_shared_endpoints(name: str, database: Database
 
 
 def test_ports_are_the_specs() -> None:
-    assert {name: spec.port for name, spec in SERVICES.items()} == {
+    assert {name: spec.entry.port for name, spec in SERVICES.items()} == {
         "api-gateway": 8000, "opportunity": 8080, "target": 8081, "realization": 8082,
         "expansion": 8083, "integrity": 8084, "orchestrator": 8085, "llm-proxy": 8086,
     }  # fmt: skip

@@ -71,11 +71,11 @@ def _load_service(name: str, env_file: str | None, port: int | None) -> tuple[An
     try:
         settings = spec.load_settings(env_file)
     except ValidationError as exc:
-        print(describe_validation_error(spec.name, exc), file=sys.stderr)
+        print(describe_validation_error(spec.entry.name, exc), file=sys.stderr)
         raise SystemExit(2) from None
     if port is not None:
         settings = settings.model_copy(update={"port": port})
-    configure_logging(spec.name, settings.log_level)
+    configure_logging(spec.entry.name, settings.log_level)
     register_secrets(*(secret.get_secret_value() for secret in settings.secret_fields().values()))
     return spec, settings
 

@@ -23,30 +23,10 @@ class ServiceSpec:
 
     entry: CatalogueEntry
 
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def module(self) -> str:
-        return self.entry.module
-
-    @property
-    def title(self) -> str:
-        return self.entry.title
-
-    @property
-    def description(self) -> str:
-        return self.entry.description
-
-    @property
-    def port(self) -> int:
-        return self.entry.port
-
     def definition(self) -> ServiceDefinition:
         """The service package's explicit entry point: ``valuecanvas.<module>.app.DEFINITION``."""
         definition: ServiceDefinition = importlib.import_module(
-            f"valuecanvas.{self.module}.app"
+            f"valuecanvas.{self.entry.module}.app"
         ).DEFINITION
         return definition
 
@@ -61,8 +41,8 @@ class ServiceSpec:
         definition = self.definition()
         return create_service_app(
             settings or self.load_settings(),
-            title=f"ValueCanvas {self.title}",
-            description=self.description,
+            title=f"ValueCanvas {self.entry.title}",
+            description=self.entry.description,
             routers=definition.routers,
             extension=definition.extension,
             hot_routes=definition.hot_routes,
