@@ -159,7 +159,6 @@ async def test_the_fallback_serves_when_the_primary_keeps_failing(
     assert response.status_code == 200, response.text
     assert response.headers["X-ValueCanvas-Provider"] == "openai"
     assert response.headers["X-ValueCanvas-Attempts"] == "4"
-    assert float(response.headers["X-ValueCanvas-Overhead-Ms"]) >= 0
     assert [call["provider"] for call in fresh_upstream.calls()] == ["together"] * 3 + ["openai"]
     assert fresh_upstream.calls("together")[0]["model"] == TOGETHER_MODEL
     assert fresh_upstream.calls("openai")[0]["model"] == "gpt-4o-mini"
