@@ -71,16 +71,13 @@ def test_the_ansible_roles_read_the_catalogue(tmp_path: Path) -> None:
              + "{" + ", ".join(f"'{key}': {value}" for key, value in expressions.items()) + "} | to_json }}"}},
         ],
     }  # fmt: skip
-    playbook = REPO / "playbooks" / ".catalogue-test.yml"
+    playbook = tmp_path / "catalogue.yml"
     playbook.write_text(json.dumps([play]))
-    try:
-        result = subprocess.run(
+    result = subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", "inventories/production", str(playbook),
              "-e", f"local_platform_repo_dir={REPO}"],
             cwd=REPO, capture_output=True, text=True, timeout=300, env=tool_env(),
-        )  # fmt: skip
-    finally:
-        playbook.unlink()
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     seen = json.loads(seen_file.read_text())
 

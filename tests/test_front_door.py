@@ -16,18 +16,13 @@ import asyncpg
 import pytest
 
 from tests.conftest import REPO
-from tests.support.rehearsals import BIN, playbook, tool_env
+from tests.support.rehearsals import BIN, make, playbook, tool_env
 from valuecanvas.localdev import ports
 from valuecanvas.localdev import postgres as localdev_postgres
 from valuecanvas.localdev.emulator import answers, aws_emulator
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
 INVENTORIES = "inventories/local, inventories/production, inventories/sandbox, inventories/staging"
-
-
-def make(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=tool_env())  # fmt: skip
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.support.rehearsals import make
 from tests.support.waiting import wait_until
 from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
 from valuecanvas.registry import SERVICES
@@ -350,11 +351,6 @@ def test_a_root_checkout_in_a_private_folder_comes_up() -> None:
         platform.supervisorctl("shutdown")
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
-
-
-def make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})  # fmt: skip
 
 
 def seed_demo(platform: Platform) -> str:

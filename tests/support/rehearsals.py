@@ -31,6 +31,12 @@ def tool_env(**extra: str) -> dict[str, str]:
             "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "MOLECULE_PYTHON": sys.executable, **extra}  # fmt: skip
 
 
+def make(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A Makefile target, silent, as a user runs it (the venv's tools first on PATH)."""
+    return subprocess.run(["make", "-s", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=tool_env())  # fmt: skip
+
+
 def playbook(
     *args: str, endpoint: str | None = None, inventory: Path = SANDBOX
 ) -> subprocess.CompletedProcess[str]:

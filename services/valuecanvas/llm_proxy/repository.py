@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 
 from valuecanvas.core.db import Connection, Pool, caller_transaction
 from valuecanvas.core.identity import Identity
-
-if TYPE_CHECKING:  # the generated row model; imported for types only
-    from valuecanvas.generated.database import LlmUsageInsert
+from valuecanvas.generated.database import LlmUsageInsert
 
 SERVICE_ROLE = Identity(
     user_id=None, organization_id=None, role="service_role", via="internal_token"
