@@ -77,6 +77,9 @@ test: lint ## Lint, then run the tests (real Postgres and Redis, started by the 
 bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/benchmarks.md)
 	$(BIN)/python -m tests.benchmarks.llm_proxy_overhead
 
+role-docs: $(STAMP) ## Regenerate each role's README.md from its argument spec and defaults
+	$(BIN)/python tools/role_docs.py
+
 types: $(STAMP) ## Regenerate the typed models from a migrated database
 	$(BIN)/valuecanvas gen-types --scratch
 
@@ -86,4 +89,4 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV)
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench role-docs types lock clean

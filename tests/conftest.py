@@ -10,23 +10,19 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.support.paths import MIGRATIONS
 from tests.support.rehearsals import Rehearsals
+from tests.support.servers import APP_PASSWORD, APP_ROLE, Database, RedisServer
 from tests.support.waiting import wait_until
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
 
-REPO = Path(__file__).resolve().parents[1]
-MIGRATIONS = REPO / "migrations"
 TEMPLATE_DB = "migrated_template"
-# A login role like the services': no superuser, member of the three API roles.
-APP_ROLE = "test_app"
-APP_PASSWORD = "test-app-password"
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +59,6 @@ async def _admin(postgres: TemporaryPostgres, statement: str) -> None:
         await connection.close()
 
 
-@dataclass(frozen=True)
-class Database:
-    name: str
-    owner_dsn: str  # the migration role (superuser here)
-    app_dsn: str  # the services' kind of login role: row-level security applies
-
-
 @pytest.fixture
 async def database(postgres: TemporaryPostgres, migrated_template: str) -> AsyncIterator[Database]:
     """A fresh, fully migrated database for one test."""
@@ -90,16 +79,6 @@ async def empty_database(postgres: TemporaryPostgres) -> AsyncIterator[str]:
     await _admin(postgres, f"create database {name}")
     yield postgres.dsn(name)
     await _admin(postgres, f"drop database if exists {name} with (force)")
-
-
-@dataclass
-class RedisServer:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
 
 def redis_binary() -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.rehearsals import SANDBOX, Rehearsals, playbook, tagged
 from valuecanvas.localdev.emulator import aws_emulator
 
@@ -187,7 +187,7 @@ def test_the_nothing_left_check_reads_every_page(tmp_path: Path) -> None:
         assert len(logs.describe_log_groups()["logGroups"]) == 50  # one page
         result = subprocess.run(
             [str(BIN / "ansible"), "localhost", "-i", "inventories/sandbox", "-o",
-             "-m", "aws_environment_resources_info",
+             "-m", "valuecanvas.aws.aws_environment_resources_info",
              "-a", f"environment=pages name_prefix=valuecanvas-pages endpoint_url={endpoint} "
                    "region=us-east-1 access_key=testing secret_key=testing"],
             cwd=REPO, capture_output=True, text=True, timeout=300, env=tool_env(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.rehearsals import BIN, tool_env
 from valuecanvas.catalogue import CatalogueEntry, catalogue
 from valuecanvas.registry import SERVICES

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MIGRATIONS, REPO, Database
+from tests.support.paths import MIGRATIONS, REPO
+from tests.support.servers import Database
 from tests.test_settings_and_cli import run_cli
 from valuecanvas.db.doctor import report, run_checks
 
@@ -68,7 +69,9 @@ def known_variables() -> set[str]:
         names.update(
             re.findall(r"^\s+((?:local_platform|aws_[a-z]+)_\w+):", path.read_text(), re.M)
         )
-    names.update(path.stem for path in REPO.glob("roles/*/library/*.py"))
+    names.update(
+        path.stem for path in REPO.glob("collections/ansible_collections/*/*/plugins/modules/*.py")
+    )
     for path in REPO.glob("roles/*/meta/argument_specs.yml"):
         for spec in (yaml.safe_load(path.read_text())["argument_specs"]).values():
             names.update(spec.get("options", {}))
@@ -103,3 +106,40 @@ def test_the_readme_commands_name_real_cli_commands() -> None:
     assert commands
     assert all(command in help_text for command in commands), commands
     assert "\nopen " not in (REPO / "README.md").read_text()  # Debian has no `open`
+
+
+ROLES = sorted(path.parents[1] for path in REPO.glob("roles/*/meta/argument_specs.yml"))
+
+
+def test_every_role_readme_is_generated_from_its_current_spec() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "role_docs.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.parent for path in REPO.glob("roles/*/README.md")) == ROLES
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
+def test_every_role_default_is_commented_and_in_the_argument_spec(role: Path) -> None:
+    """A default is documented twice over: a comment above it (or above the run of lines it
+    belongs to) where it is set, and a description in the argument spec (the README)."""
+    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = spec["main"].get("options", {})
+    lines = (role / "defaults" / "main.yml").read_text().splitlines()
+    uncommented, unspecified = [], []
+    for index, line in enumerate(lines):
+        match = re.match(r"([a-z]\w*):", line)
+        if not match:
+            continue
+        if not options.get(match[1], {}).get("description"):
+            unspecified.append(match[1])
+        above = index - 1
+        while above >= 0 and re.match(r"[a-z_]\w*:|\s", lines[above]):
+            above -= 1  # the same run of settings (or the previous one's continuation)
+        if above < 0 or not lines[above].startswith("#"):
+            uncommented.append(match[1])
+
+    assert not uncommented, f"defaults without a comment: {uncommented}"
+    assert not unspecified, f"defaults without a described argument spec entry: {unspecified}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.rehearsals import BIN, make, playbook, tool_env
 from valuecanvas.localdev import ports
 from valuecanvas.localdev import postgres as localdev_postgres

@@ -3,7 +3,6 @@ and internal tokens. Every bad token is refused with a reason."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from tests.support.tokens import JWT_SECRET, user_claims
 from valuecanvas.core.identity import (
     INTERNAL_AUDIENCE,
     INTERNAL_ISSUER,
@@ -28,7 +28,6 @@ from valuecanvas.core.identity import (
     TokenVerifier,
 )
 
-SECRET = "user-token-secret-for-tests-0123456789"
 INTERNAL_SECRET = "internal-token-secret-for-tests-9876543210"
 USER, ORG = uuid.uuid4(), uuid.uuid4()
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -37,21 +36,14 @@ OTHER_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base: dict[str, Any] = {
-        "sub": str(USER),
-        "role": "authenticated",
-        "aud": "authenticated",
-        "iat": now,
-        "exp": now + 600,
-        "app_metadata": {"organization_id": str(ORG)},
-    }
-    base.update(overrides)
-    return {key: value for key, value in base.items() if value is not None}
+    """A Supabase token's claims: the organization in app_metadata, an iat."""
+    return user_claims(
+        USER, iat=int(time.time()), app_metadata={"organization_id": str(ORG)}, **overrides
+    )
 
 
 def hs256(**overrides: Any) -> str:
-    return jwt.encode(claims(**overrides), SECRET, algorithm="HS256")
+    return jwt.encode(claims(**overrides), JWT_SECRET, algorithm="HS256")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +81,7 @@ def verifier(jwks_url: str | None = None, **overrides: Any) -> TokenVerifier:
     options: dict[str, Any] = {
         "algorithms": frozenset({"HS256", "RS256", "ES256"}),
         "audience": "authenticated",
-        "secret": SECRET,
+        "secret": JWT_SECRET,
         "jwks": JwksCache(jwks_url) if jwks_url else None,
         "leeway_seconds": 30,
         "internal_secret": INTERNAL_SECRET,
@@ -124,6 +116,9 @@ async def test_a_valid_hs256_token_gives_the_typed_identity() -> None:
         ({"nbf": 120}, "token not yet valid"),
         ({"aud": "someone-else"}, "wrong audience"),
         ({"exp": None}, "missing claim exp"),
+        ({"exp": "2030-01-01"}, "malformed token"),
+        ({"exp": True}, "malformed token"),
+        ({"nbf": "soon"}, "malformed token"),
         ({"sub": None}, "missing claim sub"),
         ({"sub": "not-a-uuid"}, "claim sub is not a UUID"),
         ({"role": "postgres"}, "role 'postgres' is not allowed"),
@@ -134,7 +129,7 @@ async def test_bad_claims_are_refused(token_claims: dict[str, Any], reason: str)
     # Times are offsets from now, resolved when the test runs (not when it is collected).
     now = int(time.time())
     resolved = {
-        key: now + value if key in ("exp", "nbf") and value else value
+        key: now + value if key in ("exp", "nbf") and type(value) is int else value
         for key, value in token_claims.items()
     }
     assert await refused(hs256(**resolved)) == reason
@@ -166,7 +161,7 @@ async def test_alg_none_is_refused() -> None:
 
 
 async def test_an_algorithm_off_the_allow_list_is_refused() -> None:
-    token = jwt.encode(claims(), SECRET * 2, algorithm="HS512")
+    token = jwt.encode(claims(), JWT_SECRET * 2, algorithm="HS512")
 
     assert await refused(token) == "algorithm 'HS512' is not allowed"
     assert await refused(hs256(), verifier(algorithms=frozenset({"RS256"}))) == (
@@ -258,7 +253,7 @@ async def test_internal_tokens_are_short_lived_and_need_the_internal_key() -> No
         algorithm="HS256",
     )
     # Someone holding only the user-token secret cannot forge an internal token.
-    forged = InternalTokenIssuer(service="orchestrator", secret=SECRET).mint(user)
+    forged = InternalTokenIssuer(service="orchestrator", secret=JWT_SECRET).mint(user)
     minted = InternalTokenIssuer(
         service="orchestrator", secret=INTERNAL_SECRET, ttl_seconds=60
     ).mint(user)
@@ -280,11 +275,14 @@ async def test_a_user_token_is_not_accepted_with_the_internal_audience() -> None
 
 
 async def test_a_cached_token_is_refused_once_it_expires() -> None:
-    v = verifier(leeway_seconds=0)
-    token = hs256(exp=int(time.time()) + 1)
+    now = [time.time()]
+    v = verifier(leeway_seconds=5, clock=lambda: now[0])
+    token = hs256(exp=int(now[0]) + 60)
 
     assert (await v.verify(token)).user_id == USER  # verified, and now cached
-    await asyncio.sleep(1.2)
+    now[0] += 64
+    assert (await v.verify(token)).user_id == USER  # within the leeway
+    now[0] += 2
 
     assert await refused(token, v) == "token expired"
 

@@ -13,18 +13,19 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import jwt
 import pytest
 from fastapi.testclient import TestClient
 from genai_prices import Usage, calc_price
 from pydantic import ValidationError
 
-from tests.conftest import Database, RedisServer
+from tests.support.rows import add_member, add_organization
+from tests.support.servers import Database, RedisServer
+from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.support.waiting import wait_until
 from valuecanvas.llm_proxy.settings import LlmProxySettings
 from valuecanvas.registry import SERVICES
 
-JWT_SECRET = "jwt-secret-for-the-llm-tests-0123456789abcdef"
 INTERNAL_SECRET = "internal-secret-for-the-llm-tests-0123456789"
 TOGETHER_KEY = "sk-together-test-key-0123456789abcdef"
 OPENAI_KEY = "sk-openai-test-key-fedcba9876543210"
@@ -37,16 +38,8 @@ CHAT = {
 }
 
 
-def token(user: uuid.UUID, organization: uuid.UUID | None = ORG, **extra: Any) -> str:
-    claims: dict[str, Any] = {"sub": str(user), "role": "authenticated", "aud": "authenticated",
-                              "exp": int(time.time()) + 600, **extra}  # fmt: skip
-    if organization:
-        claims["organization_id"] = str(organization)
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-
-
 def auth(user: uuid.UUID = MEMBER, organization: uuid.UUID | None = ORG) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(user, organization)}"}
+    return bearer(user, organization)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +68,7 @@ def settings(
         "openai_api_key": OPENAI_KEY,
         "openai_base_url": upstream.url("openai"),
         "llm_retry_attempts": 3,
+        "llm_metrics_interval_seconds": 0.05,
         "llm_retry_initial_seconds": 0.01,
         "llm_retry_max_seconds": 2.0,
         "llm_upstream_timeout_seconds": 1.0,
@@ -91,13 +85,9 @@ def settings(
 async def members(database: Database) -> None:
     owner = await asyncpg.connect(database.owner_dsn)
     try:
-        for user, email in ((ADMIN, "admin@example.test"), (MEMBER, "member@example.test")):
-            await owner.execute("insert into public.users (id, email) values ($1, $2)", user, email)
-        await owner.execute(
-            "insert into public.organizations (id, name, slug) values ($1, 'Acme', 'acme')", ORG
-        )
-        await owner.execute("insert into public.organization_members values ($1, $2, 'admin'), ($1, $3, 'member')",
-                            ORG, ADMIN, MEMBER)  # fmt: skip
+        await add_organization(owner, ORG)
+        await add_member(owner, ORG, ADMIN, "admin")
+        await add_member(owner, ORG, MEMBER)
     finally:
         await owner.close()
 
@@ -299,10 +289,10 @@ def test_the_breaker_opens_and_a_probe_closes_it(
         while_open = client.post("/v1/chat/completions", json=CHAT, headers=auth())
         assert while_open.headers["X-ValueCanvas-Provider"] == "openai"
         assert len(fresh_upstream.calls("together")) == 3  # no traffic to an open breaker
-        time.sleep(2.1)  # the cooldown, and the metrics watcher's next tick
-        assert (
-            'llm_breaker_state{provider="together"} 1.0' in client.get("/metrics").text
-        )  # half-open
+        wait_until(  # the cooldown (0.5 s) passes: half-open
+            lambda: 'llm_breaker_state{provider="together"} 1.0' in client.get("/metrics").text,
+            what="the breaker's gauge shows half-open", timeout=10,
+        )  # fmt: skip
 
         probe = client.post("/v1/chat/completions", json=CHAT, headers=auth())
         after = client.post("/v1/chat/completions", json=CHAT, headers=auth())
@@ -548,7 +538,7 @@ HUGE_NUMBER = b'{"model": "valuecanvas-default", "temperature": ' + b"9" * 5000 
         (json.dumps(CHAT).encode(), {}, 401, "invalid_token", None),
         (
             json.dumps(CHAT).encode(),
-            {"Authorization": "Bearer " + token(MEMBER, exp=int(time.time()) - 3600)},
+            bearer(MEMBER, ORG, ttl_seconds=-3600),
             401,
             "invalid_token",
             None,

@@ -17,27 +17,21 @@ from typing import Any
 
 import asyncpg
 import httpx
-import jwt
 import pytest
 
-from tests.conftest import APP_PASSWORD, APP_ROLE, MIGRATIONS, Database, RedisServer
+from tests.support.paths import MIGRATIONS
+from tests.support.servers import APP_PASSWORD, APP_ROLE, Database, RedisServer
+from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upstream import FakeUpstream
 from tests.support.waiting import wait_until
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
-JWT_SECRET = "jwt-secret-for-the-process-tests-0123456789"
 TOGETHER_KEY = "sk-together-process-test-key-0123456789"
 CHAT = {
     "model": "valuecanvas-default",
     "messages": [{"role": "user", "content": "Quantify the value."}],
 }
-
-
-def bearer(user: uuid.UUID, organization: uuid.UUID) -> dict[str, str]:
-    claims = {"sub": str(user), "organization_id": str(organization), "role": "authenticated",
-              "aud": "authenticated", "exp": int(time.time()) + 3600}  # fmt: skip
-    return {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
 
 
 @dataclass
@@ -90,6 +84,7 @@ def base_env(dsn: str, redis_url: str) -> dict[str, Any]:
         "jwt_secret": JWT_SECRET,
         "internal_token_secret": "internal-secret-for-the-process-tests-0123",
         "llm_ledger_claim_idle_seconds": 1,
+        "llm_metrics_interval_seconds": 0.2,
         "log_level": "WARNING",
     }
 
@@ -237,11 +232,16 @@ async def test_while_postgres_is_down_completions_are_queued_then_recorded(
         async with httpx.AsyncClient(timeout=10) as client:
             answers = [await client.post(f"{proxy.url}/v1/chat/completions", json=CHAT,
                                          headers=bearer(user, organization)) for _ in range(5)]  # fmt: skip
-            await asyncio.sleep(2.5)  # the backlog gauge is refreshed every 2 s
-            backlog = next(line for line in (await client.get(f"{proxy.url}/metrics")).text.splitlines()
-                           if line.startswith("llm_ledger_backlog "))  # fmt: skip
+
+        def backlog() -> float:
+            metrics = httpx.get(f"{proxy.url}/metrics", timeout=10).text
+            return float(next(line for line in metrics.splitlines()
+                              if line.startswith("llm_ledger_backlog ")).split()[1])  # fmt: skip
+
         assert [answer.status_code for answer in answers] == [200] * 5
-        assert float(backlog.split()[1]) == 5
+        wait_until(
+            lambda: backlog() == 5, what="the backlog gauge counts the 5 answers", timeout=10
+        )
 
         own.restart()
         recorded = await settled_ledger_ids(own.dsn(), at_least=5)

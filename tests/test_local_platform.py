@@ -11,7 +11,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,14 +21,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import BIN, REPO
 from tests.support.rehearsals import make
 from tests.support.waiting import wait_until
 from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
 from valuecanvas.registry import SERVICES
 
 pytestmark = pytest.mark.platform
-BIN = Path(sys.executable).parent
 
 
 def port_is_free(port: int) -> bool:

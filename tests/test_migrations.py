@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import MIGRATIONS
+from tests.support.paths import MIGRATIONS
 from valuecanvas.db.doctor import run_checks
 from valuecanvas.db.migrate import MigrationError, discover, migrate
 

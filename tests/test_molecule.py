@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import BIN, REPO
 from tests.support.rehearsals import AWS_ROLES, Rehearsals
 
-BIN = Path(sys.executable).parent
 ROLES_WITH_SCENARIOS = sorted(
     path.parents[2].name for path in REPO.glob("roles/*/molecule/default/molecule.yml")
 )

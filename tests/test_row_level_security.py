@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Database
+from tests.support.servers import Database
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.identity import Identity
 

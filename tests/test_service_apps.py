@@ -4,20 +4,20 @@ request ids, metrics, and the authenticated path through row-level security."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import asyncpg
-import jwt
 import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from tests.conftest import Database, RedisServer
+from tests.support.rows import add_member, add_organization
+from tests.support.servers import Database, RedisServer
+from tests.support.tokens import JWT_SECRET, bearer, user_token
 from valuecanvas.core.app import create_service_app
 from valuecanvas.core.identity import Identity, InternalTokenIssuer
 from valuecanvas.core.settings import ServiceSettings
@@ -25,7 +25,6 @@ from valuecanvas.core.state import get_state
 from valuecanvas.localdev.postgres import TemporaryPostgres
 from valuecanvas.registry import SERVICES
 
-JWT_SECRET = "jwt-secret-for-the-service-tests-0123456789"
 INTERNAL_SECRET = "internal-secret-for-the-service-tests-0123456789"
 
 
@@ -38,18 +37,6 @@ def settings_for(name: str, dsn: str, **overrides: Any) -> ServiceSettings:
         **overrides,
     }
     return SERVICES[name].settings_class()(_env_file=None, **values)
-
-
-def user_token(user: uuid.UUID, **extra: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": str(user),
-        "role": "authenticated",
-        "aud": "authenticated",
-        "exp": now + 300,
-        **extra,
-    }
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 def metric_value(text: str, prefix: str) -> float:
@@ -184,18 +171,9 @@ async def member(database: Database) -> tuple[uuid.UUID, uuid.UUID]:
     user, org = uuid.uuid4(), uuid.uuid4()
     owner = await asyncpg.connect(database.owner_dsn)
     try:
-        await owner.execute(
-            "insert into public.users (id, email) values ($1, 'm@example.test')", user
-        )
-        await owner.execute(
-            "insert into public.organizations (id, name, slug) values ($1, 'Acme', 'acme'),"
-            " ($2, 'Other', 'other')",
-            org,
-            uuid.uuid4(),
-        )
-        await owner.execute(
-            "insert into public.organization_members values ($1, $2, 'member')", org, user
-        )
+        await add_organization(owner, org)
+        await add_organization(owner, uuid.uuid4(), "Other")
+        await add_member(owner, org, user)
     finally:
         await owner.close()
     return user, org
@@ -209,11 +187,9 @@ def test_whoami_sees_only_the_callers_organizations(
     with TestClient(app) as client:
         mine = client.get(
             "/v1/whoami",
-            headers={"Authorization": f"Bearer {user_token(user, organization_id=str(org))}"},
+            headers=bearer(user, org),
         )
-        stranger = client.get(
-            "/v1/whoami", headers={"Authorization": f"Bearer {user_token(uuid.uuid4())}"}
-        )
+        stranger = client.get("/v1/whoami", headers=bearer(uuid.uuid4()))
 
     assert mine.status_code == 200
     assert mine.json()["organizations"] == [{"id": str(org), "name": "Acme"}]
@@ -244,8 +220,7 @@ def test_an_internal_token_is_verified_like_a_user_token(
         ("Basic dXNlcjpwYXNz", "missing bearer token"),
         ("Bearer not-a-jwt", "malformed token"),
         (
-            "Bearer "
-            + jwt.encode({"sub": str(uuid.uuid4()), "aud": "authenticated", "exp": 1}, JWT_SECRET),
+            "Bearer " + user_token(uuid.uuid4(), exp=1),
             "token expired",
         ),
     ],

@@ -14,7 +14,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import MIGRATIONS, Database
+from tests.support.paths import MIGRATIONS
+from tests.support.servers import Database
 from tests.support.waiting import wait_until
 from valuecanvas.core.settings import describe_validation_error
 from valuecanvas.db import typegen

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import aiohttp
 import httpx
-import jwt
 
+from tests.support.tokens import user_token
 from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,9 +194,9 @@ def start_local_stack(
     stack.callback(proxy.terminate)
     wait_http(f"http://127.0.0.1:{proxy_port}/healthz")
     wait_http(f"http://127.0.0.1:{upstream_port}/_calls")
-    claims = {"sub": str(uuid.uuid4()), "organization_id": str(uuid.uuid4()), "role": "authenticated",
-              "aud": "authenticated", "exp": int(time.time()) + 7200}  # fmt: skip
-    headers = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    headers = {
+        "Authorization": f"Bearer {user_token(uuid.uuid4(), uuid.uuid4(), secret=secret, ttl_seconds=7200)}"
+    }
     return (f"http://127.0.0.1:{proxy_port}/v1", f"http://127.0.0.1:{upstream_port}/together/v1", headers,
             "valuecanvas-default", proxy.pid)  # fmt: skip
 

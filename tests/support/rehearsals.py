@@ -16,10 +16,9 @@ from pathlib import Path
 
 import boto3
 
+from tests.support.paths import BIN, REPO
 from valuecanvas.localdev.emulator import aws_emulator
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SANDBOX = REPO / "inventories" / "sandbox"
 AWS_ROLES = sorted(
     path.parents[2].name for path in REPO.glob("roles/aws_*/molecule/default/molecule.yml")

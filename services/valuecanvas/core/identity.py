@@ -14,6 +14,7 @@ kinds the same way; nothing is trusted for arriving over the internal network.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -142,12 +143,15 @@ class TokenVerifier:
     leeway_seconds: int = 30
     internal_secret: str | None = None
     cache_size: int = 10_000
+    # Seconds since the epoch: every time decision (exp, nbf, the cache's expiry) reads
+    # this one clock, so a test can move it instead of sleeping.
+    clock: Callable[[], float] = time.time
     # Verified tokens, each kept until it expires (plus the leeway), the least recently
     # used dropped first when full.
     _verified: TLRUCache[str, Identity] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._verified = TLRUCache(maxsize=self.cache_size, ttu=self._expires_at, timer=time.time)
+        self._verified = TLRUCache(maxsize=self.cache_size, ttu=self._expires_at, timer=self.clock)
 
     def _expires_at(self, _: str, identity: Identity, now: float) -> float:
         expiry = identity.claims.get("exp")
@@ -196,8 +200,8 @@ class TokenVerifier:
             algorithm=algorithm,
             audience=self.audience,
             issuer=self.issuer,
-            leeway=self.leeway_seconds,
         )
+        self._check_times(claims)
         return identity_from_claims(claims, "user_token")
 
     def _verify_internal(self, token: str, header: dict[str, Any]) -> Identity:
@@ -209,13 +213,27 @@ class TokenVerifier:
             algorithm="HS256",
             audience=INTERNAL_AUDIENCE,
             issuer=INTERNAL_ISSUER,
-            leeway=self.leeway_seconds,
         )
+        self._check_times(claims)
         return identity_from_claims(claims, "internal_token")
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """``exp`` and ``nbf`` against this verifier's clock (PyJWT reads the wall clock,
+        which nothing can move), with the leeway on both sides."""
+        now = self.clock()
+        for claim in ("exp", "nbf"):
+            if claim in claims and (
+                isinstance(claims[claim], bool) or not isinstance(claims[claim], int | float)
+            ):
+                raise AuthError("malformed token")
+        if claims["exp"] + self.leeway_seconds <= now:
+            raise AuthError("token expired")
+        if "nbf" in claims and claims["nbf"] - self.leeway_seconds > now:
+            raise AuthError("token not yet valid")
 
 
 def _decode(
-    token: str, key: Any, *, algorithm: str, audience: str, issuer: str | None, leeway: int
+    token: str, key: Any, *, algorithm: str, audience: str, issuer: str | None
 ) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -224,13 +242,15 @@ def _decode(
             algorithms=[algorithm],
             audience=audience,
             issuer=issuer,
-            leeway=leeway,
-            options={"require": ["exp"], "verify_iss": issuer is not None},
+            # The times are checked against the verifier's clock (_check_times).
+            options={
+                "require": ["exp"],
+                "verify_iss": issuer is not None,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token expired") from None
-    except jwt.ImmatureSignatureError:
-        raise AuthError("token not yet valid") from None
     except jwt.InvalidAudienceError:
         raise AuthError("wrong audience") from None
     except jwt.InvalidIssuerError:

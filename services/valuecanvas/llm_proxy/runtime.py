@@ -120,7 +120,7 @@ class LlmRuntime:
             self.metrics.breaker_state.labels(name).set(int(state))
 
 
-async def _watch_backlog(runtime: LlmRuntime) -> None:
+async def _watch_backlog(runtime: LlmRuntime, interval_seconds: float) -> None:
     while True:
         try:
             runtime.metrics.ledger_backlog.set(await runtime.ledger.backlog())
@@ -129,7 +129,7 @@ async def _watch_backlog(runtime: LlmRuntime) -> None:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError from None
         runtime.publish_breakers()
-        await asyncio.sleep(2)
+        await asyncio.sleep(interval_seconds)
 
 
 RUNTIME_STATE = "llm_runtime"
@@ -197,7 +197,10 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
         limiter=type(limiter).__name__,
         ledger=type(ledger).__name__,
     )
-    tasks = [asyncio.create_task(run_drainer(ledger)), asyncio.create_task(_watch_backlog(runtime))]
+    tasks = [
+        asyncio.create_task(run_drainer(ledger)),
+        asyncio.create_task(_watch_backlog(runtime, settings.llm_metrics_interval_seconds)),
+    ]
     try:
         yield {RUNTIME_STATE: runtime}
     finally:

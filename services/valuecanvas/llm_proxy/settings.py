@@ -50,6 +50,8 @@ class LlmProxySettings(ServiceSettings):
     llm_first_byte_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     llm_breaker_failures: int = Field(default=5, ge=1)
     llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # How often the ledger-backlog and breaker-state gauges are refreshed.
+    llm_metrics_interval_seconds: float = Field(default=2.0, gt=0, le=60)
 
     llm_max_body_bytes: int = Field(default=1_000_000, ge=1024)
     llm_log_bodies: bool = False

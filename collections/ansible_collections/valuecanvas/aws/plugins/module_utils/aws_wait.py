@@ -1,6 +1,6 @@
 """Waiting for an AWS resource to reach a state, or to be gone, with boto3's own waiters
-(their acceptors know each API's failure states): shared by the repository's own modules
-(library/)."""
+(their acceptors know each API's failure states): shared by the
+valuecanvas.aws modules."""
 
 from __future__ import annotations
 

@@ -93,8 +93,8 @@ nodegroup:
   type: dict
 """
 
-from ansible.module_utils.aws_wait import wait
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.valuecanvas.aws.plugins.module_utils.aws_wait import wait
 
 
 def describe(client, cluster, name):

@@ -55,8 +55,8 @@ cluster:
   type: dict
 """
 
-from ansible.module_utils.aws_wait import wait
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.valuecanvas.aws.plugins.module_utils.aws_wait import wait
 
 ALL_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 

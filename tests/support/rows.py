@@ -1,0 +1,36 @@
+"""Rows the tests need before they can act: users, organizations and memberships, written
+as the database owner (row-level security does not apply to it)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def add_organization(
+    owner: asyncpg.Connection, organization: uuid.UUID, name: str = "Acme"
+) -> uuid.UUID:
+    slug = f"{name.lower()}-{organization.hex[:8]}"
+    await owner.execute(
+        "insert into public.organizations (id, name, slug) values ($1, $2, $3)",
+        organization,
+        name,
+        slug,
+    )
+    return organization
+
+
+async def add_member(
+    owner: asyncpg.Connection, organization: uuid.UUID, user: uuid.UUID, role: str = "member"
+) -> uuid.UUID:
+    """``user`` (created when new) as a member of ``organization`` with ``role``."""
+    await owner.execute(
+        "insert into public.users (id, email) values ($1, $2) on conflict (id) do nothing",
+        user,
+        f"{user.hex[:12]}@example.test",
+    )
+    await owner.execute(
+        "insert into public.organization_members values ($1, $2, $3)", organization, user, role
+    )
+    return user
