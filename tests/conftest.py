@@ -25,6 +25,23 @@ from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user
 TEMPLATE_DB = "migrated_template"
 
 
+# Markers from the fixtures a test uses (directly or through others): `-m "not postgres"`
+# and the like select by what a test needs, and cannot drift from what it really uses.
+NEEDS = {
+    "postgres": "postgres",
+    "redis_server": "redis",
+    "rehearsals": "emulator",
+    "emulator": "emulator",  # test_aws_substrate's module-wide emulator
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in NEEDS:
+                item.add_marker(NEEDS[fixture])
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[TemporaryPostgres]:
     with TemporaryPostgres() as server:

@@ -171,6 +171,7 @@ def test_the_cost_table_follows_the_inventory_and_the_price_table() -> None:
 
 
 @pytest.mark.platform
+@pytest.mark.emulator
 def test_the_nothing_left_check_reads_every_page(tmp_path: Path) -> None:
     """More log groups than one page (the emulator, like AWS, answers 50 at a time): the
     teardown check must still find every one."""

@@ -54,6 +54,7 @@ def test_a_misspelled_inventory_fails_and_names_the_inventories(command: list[st
     assert "PLAY [Bring the whole platform up on this machine]" not in output
 
 
+@pytest.mark.emulator
 def test_the_sandbox_with_its_emulator_passes_the_check_in_check_mode(tmp_path: Path) -> None:
     with aws_emulator(tmp_path / "moto.log") as endpoint:
         planned = playbook("site.yml", "--check", "--tags", "never", endpoint=endpoint)
@@ -77,6 +78,7 @@ def test_the_sandbox_without_its_emulator_says_to_start_it() -> None:
     assert "PLAY [Provision the AWS substrate]" not in up.stdout  # stopped in the first play
 
 
+@pytest.mark.emulator
 def test_make_emulator_returns_once_the_emulator_answers(tmp_path: Path) -> None:
     port = free_port()
     started = make("emulator", f"EMULATOR_PORT={port}", f"STATE_DIR={tmp_path}")

@@ -397,6 +397,21 @@ async def test_cost_is_tokens_times_the_price_table(proxy: TestClient, database:
     assert row["request_id"] == response.headers["X-Request-ID"]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["completion", "stream"])
+def test_the_provider_gets_the_callers_request_id(
+    proxy: TestClient, fresh_upstream: FakeUpstream, stream: bool
+) -> None:
+    headers = {**auth(), "X-Request-ID": f"trace-{uuid.uuid4().hex}"}
+
+    with proxy.stream(
+        "POST", "/v1/chat/completions", json={**CHAT, "stream": stream}, headers=headers
+    ) as response:
+        response.read()
+
+    assert response.status_code == 200
+    assert [call["request_id"] for call in fresh_upstream.calls()] == [headers["X-Request-ID"]]
+
+
 async def test_price_overrides_and_estimated_tokens(
     database: Database, fresh_upstream: FakeUpstream, redis_server: RedisServer, members: None
 ) -> None:

@@ -26,7 +26,11 @@ def test_every_role_has_a_molecule_scenario() -> None:
 
 @pytest.mark.platform
 @pytest.mark.timeout(3000)  # an AWS scenario may wait for the background rehearsals
-@pytest.mark.parametrize("role", ROLES_WITH_SCENARIOS)
+@pytest.mark.parametrize(
+    "role",
+    [pytest.param(role, marks=[pytest.mark.emulator] if role in AWS_ROLES else [])
+     for role in ROLES_WITH_SCENARIOS],
+)  # fmt: skip
 def test_molecule_scenario(role: str, request: pytest.FixtureRequest) -> None:
     if role in AWS_ROLES:
         rehearsals: Rehearsals = request.getfixturevalue("rehearsals")

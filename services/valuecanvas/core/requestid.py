@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from types import SimpleNamespace
 
+import aiohttp
 import httpx
 import structlog
 
@@ -36,3 +38,19 @@ async def _propagate_request_id(request: httpx.Request) -> None:
 def create_http_client(**kwargs: object) -> httpx.AsyncClient:
     """An httpx client that passes the current request id on to the service it calls."""
     return httpx.AsyncClient(event_hooks={"request": [_propagate_request_id]}, **kwargs)  # type: ignore[arg-type]
+
+
+async def _propagate_to_aiohttp(
+    _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+) -> None:
+    request_id = current_request_id()
+    if request_id and REQUEST_ID_HEADER not in params.headers:
+        params.headers[REQUEST_ID_HEADER] = request_id
+
+
+def request_id_trace_config() -> aiohttp.TraceConfig:
+    """The same for an aiohttp session (the LLM proxy's upstream client):
+    ``aiohttp.ClientSession(trace_configs=[request_id_trace_config()])``."""
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_propagate_to_aiohttp)
+    return config

@@ -28,6 +28,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from valuecanvas.core.requestid import request_id_trace_config
 from valuecanvas.llm_proxy.breaker import CircuitBreaker
 from valuecanvas.llm_proxy.config import Provider
 
@@ -200,17 +201,19 @@ class Upstream:
         # Created on first use, inside the running event loop.
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=500, limit_per_host=0, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout,
+                trace_configs=[request_id_trace_config()],  # X-Request-ID, as httpx clients
+            )
         return self._session
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def _post(
-        self, provider: Provider, payload: dict[str, Any], request_id: str
-    ) -> aiohttp.ClientResponse:
-        headers = {"X-Request-ID": request_id}
+    async def _post(self, provider: Provider, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        headers: dict[str, str] = {}
         if provider.api_key is not None:
             headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
         try:
@@ -301,11 +304,9 @@ class Upstream:
             return result, attempts
         raise AllProvidersFailedError(attempts.count, attempts.reasons)
 
-    async def complete(
-        self, logical_model: str, payload: dict[str, Any], request_id: str
-    ) -> Completion:
+    async def complete(self, logical_model: str, payload: dict[str, Any]) -> Completion:
         async def attempt(provider: Provider, body: dict[str, Any]) -> dict[str, Any]:
-            response = await self._post(provider, body, request_id)
+            response = await self._post(provider, body)
             try:
                 content = await response.read()
             except TimeoutError:
@@ -331,15 +332,13 @@ class Upstream:
         body, attempts = await self._with_fallback(logical_model, payload, attempt)
         return Completion(body, attempts)
 
-    async def open_stream(
-        self, logical_model: str, payload: dict[str, Any], request_id: str
-    ) -> OpenStream:
+    async def open_stream(self, logical_model: str, payload: dict[str, Any]) -> OpenStream:
         stream_payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
 
         async def attempt(
             provider: Provider, body: dict[str, Any]
         ) -> tuple[dict[str, Any], AsyncIterator[Any], aiohttp.ClientResponse]:
-            response = await self._post(provider, body, request_id)
+            response = await self._post(provider, body)
             if response.status != 200:
                 try:
                     content = await response.read()

@@ -145,7 +145,7 @@ async def complete(
             answer, headers={**rate_headers(decision), **proxy_headers("offline", 1, overhead)}
         )
     try:
-        completion = await runtime.upstream.complete(logical, payload, ids.request)
+        completion = await runtime.upstream.complete(logical, payload)
     except ClientRequestError as error:
         return await refused_by_provider(
             request, runtime, caller, logical, error, decision, started, ids

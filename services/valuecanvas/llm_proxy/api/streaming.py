@@ -69,7 +69,7 @@ async def stream(
         return StreamingResponse(offline_events(), media_type="text/event-stream", headers=headers)
 
     try:
-        opened = await runtime.upstream.open_stream(logical, payload, ids.request)
+        opened = await runtime.upstream.open_stream(logical, payload)
     except ClientRequestError as error:
         return await refused_by_provider(request, runtime, caller, logical, error, decision, started, ids,
                                           streamed=True)  # fmt: skip
