@@ -183,8 +183,9 @@ def test_retry_after_is_honoured_and_a_retry_can_succeed(
     assert fresh_upstream.calls("openai") == []
 
 
-async def test_a_400_goes_back_as_it_is_without_retry_or_fallback(
-    proxy: TestClient, fresh_upstream: FakeUpstream, database: Database
+@pytest.mark.parametrize("stream", [False, True], ids=["completion", "stream"])
+async def test_a_400_goes_back_as_it_is_without_retry_or_fallback_and_is_recorded(
+    proxy: TestClient, fresh_upstream: FakeUpstream, database: Database, stream: bool
 ) -> None:
     refusal = {
         "error": {
@@ -196,30 +197,7 @@ async def test_a_400_goes_back_as_it_is_without_retry_or_fallback(
     fresh_upstream.script("together", {"status": 400, "body": refusal})
 
     response = proxy.post(
-        "/v1/chat/completions", json={**CHAT, "max_tokens": 10**9}, headers=auth()
-    )
-
-    assert response.status_code == 400
-    assert response.json() == refusal
-    assert len(fresh_upstream.calls()) == 1
-    (row,) = await ledger_rows(database, 1)
-    assert (row["status"], row["cost_usd"]) == ("failed", Decimal(0))
-
-
-async def test_a_streamed_request_the_provider_refuses_goes_back_as_it_is_and_is_recorded(
-    proxy: TestClient, fresh_upstream: FakeUpstream, database: Database
-) -> None:
-    refusal = {
-        "error": {
-            "message": "bad temperature",
-            "type": "invalid_request_error",
-            "param": "temperature",
-        }
-    }
-    fresh_upstream.script("together", {"status": 400, "body": refusal})
-
-    response = proxy.post(
-        "/v1/chat/completions", json={**CHAT, "stream": True, "temperature": 9}, headers=auth()
+        "/v1/chat/completions", json={**CHAT, "stream": stream, "max_tokens": 10**9}, headers=auth()
     )
 
     assert (response.status_code, response.json()) == (400, refusal)
@@ -228,7 +206,7 @@ async def test_a_streamed_request_the_provider_refuses_goes_back_as_it_is_and_is
     assert (row["provider"], row["status"], row["streamed"], row["cost_usd"]) == (
         "together",
         "failed",
-        True,
+        stream,
         Decimal(0),
     )
 

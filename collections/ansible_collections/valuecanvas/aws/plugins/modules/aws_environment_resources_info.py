@@ -43,6 +43,24 @@ pending_deletion:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
+# EC2 kinds found by the Environment tag: (list call, result key, id field, kind).
+EC2_TAGGED = [
+    ("describe_subnets", "Subnets", "SubnetId", "subnet"),
+    ("describe_internet_gateways", "InternetGateways", "InternetGatewayId", "internet_gateway"),
+    ("describe_route_tables", "RouteTables", "RouteTableId", "route_table"),
+    ("describe_security_groups", "SecurityGroups", "GroupId", "security_group"),
+]
+# Kinds found by their name's prefix: (service, list call, result key, name field, kind).
+NAMED = [
+    ("rds", "describe_db_subnet_groups", "DBSubnetGroups", "DBSubnetGroupName", "rds_subnet_group"),
+    ("rds", "describe_db_parameter_groups", "DBParameterGroups", "DBParameterGroupName",
+     "rds_parameter_group"),
+    ("elasticache", "describe_cache_subnet_groups", "CacheSubnetGroups", "CacheSubnetGroupName",
+     "elasticache_subnet_group"),
+    ("elbv2", "describe_load_balancers", "LoadBalancers", "LoadBalancerName", "load_balancer"),
+    ("elbv2", "describe_target_groups", "TargetGroups", "TargetGroupName", "target_group"),
+]  # fmt: skip
+
 
 def tags_of(items):
     return {item["Key"]: item["Value"] for item in items or []}
@@ -83,17 +101,12 @@ def main():
                 ec2, "describe_network_interfaces", "NetworkInterfaces", Filters=vpc_filter
             ):
                 add("network_interface", eni["NetworkInterfaceId"])
-        for subnet in every(ec2, "describe_subnets", "Subnets", Filters=tag_filter):
-            add("subnet", subnet["SubnetId"])
-        for igw in every(ec2, "describe_internet_gateways", "InternetGateways", Filters=tag_filter):
-            add("internet_gateway", igw["InternetGatewayId"])
+        for call, key, id_field, kind in EC2_TAGGED:
+            for item in every(ec2, call, key, Filters=tag_filter):
+                add(kind, item[id_field])
         for nat in every(ec2, "describe_nat_gateways", "NatGateways", Filter=tag_filter):
             if nat["State"] not in ("deleted", "deleting", "failed"):
                 add("nat_gateway", nat["NatGatewayId"])
-        for table in every(ec2, "describe_route_tables", "RouteTables", Filters=tag_filter):
-            add("route_table", table["RouteTableId"])
-        for group in every(ec2, "describe_security_groups", "SecurityGroups", Filters=tag_filter):
-            add("security_group", group["GroupId"])
         for address in every(ec2, "describe_addresses", "Addresses", Filters=tag_filter):
             add("elastic_ip", address.get("AllocationId", address.get("PublicIp")))
 
@@ -107,12 +120,6 @@ def main():
         for db in every(rds, "describe_db_instances", "DBInstances"):
             if tags_of(db.get("TagList")).get("Environment") == env:
                 add("rds_instance", db["DBInstanceIdentifier"])
-        for group in every(rds, "describe_db_subnet_groups", "DBSubnetGroups"):
-            if group["DBSubnetGroupName"].startswith(prefix):
-                add("rds_subnet_group", group["DBSubnetGroupName"])
-        for group in every(rds, "describe_db_parameter_groups", "DBParameterGroups"):
-            if group["DBParameterGroupName"].startswith(prefix):
-                add("rds_parameter_group", group["DBParameterGroupName"])
 
         cache = module.client("elasticache")
         for group in every(cache, "describe_replication_groups", "ReplicationGroups"):
@@ -121,17 +128,13 @@ def main():
                     pending.append("elasticache:" + group["ReplicationGroupId"])
                 else:
                     add("elasticache_replication_group", group["ReplicationGroupId"])
-        for group in every(cache, "describe_cache_subnet_groups", "CacheSubnetGroups"):
-            if group["CacheSubnetGroupName"].startswith(prefix):
-                add("elasticache_subnet_group", group["CacheSubnetGroupName"])
-
-        elb = module.client("elbv2")
-        for lb in every(elb, "describe_load_balancers", "LoadBalancers"):
-            if lb["LoadBalancerName"].startswith(prefix):
-                add("load_balancer", lb["LoadBalancerName"])
-        for group in every(elb, "describe_target_groups", "TargetGroups"):
-            if group["TargetGroupName"].startswith(prefix):
-                add("target_group", group["TargetGroupName"])
+        clients = {"rds": rds, "elasticache": cache}
+        for service, call, key, name_field, kind in NAMED:
+            if service not in clients:
+                clients[service] = module.client(service)
+            for item in every(clients[service], call, key):
+                if item[name_field].startswith(prefix):
+                    add(kind, item[name_field])
 
         acm = module.client("acm")
         for cert in every(acm, "list_certificates", "CertificateSummaryList"):
