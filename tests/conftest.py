@@ -40,6 +40,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture in getattr(item, "fixturenames", ()):
             if fixture in NEEDS:
                 item.add_marker(NEEDS[fixture])
+    # The tests that wait for a background AWS rehearsal go last: the rehearsals start with
+    # the session (below) and run while every other test does, instead of the session
+    # standing still until the sandbox's lifecycle is over (7 of CI's minutes).
+    items.sort(key=lambda item: item.get_closest_marker("rehearsal") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_the_rehearsals_when_a_test_will_wait_for_one(request: pytest.FixtureRequest) -> None:
+    if any(item.get_closest_marker("rehearsal") for item in request.session.items):
+        request.getfixturevalue("rehearsals")
 
 
 @pytest.fixture(scope="session")
@@ -141,8 +151,8 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def rehearsals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsals]:
     """The AWS rehearsals (sandbox lifecycle, AWS roles' molecule scenarios), all started in
-    the background, two at a time, the first time a test asks for one. (Started with the
-    session instead, they would slow the timing-sensitive tests that run meanwhile.)"""
+    the background, two at a time: with the session when a selected test is marked
+    `rehearsal` (it waits for one), so that they overlap the rest of the run."""
     started = Rehearsals(tmp_path_factory.mktemp("rehearsals"))
     yield started
     started.close()

@@ -91,6 +91,7 @@ def test_a_missing_required_variable_is_named(emulator: str, tmp_path: Path) -> 
 
 
 @pytest.mark.platform
+@pytest.mark.rehearsal
 @pytest.mark.timeout(3000)  # waits for the background rehearsal
 def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehearsals) -> None:
     steps = (

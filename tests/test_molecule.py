@@ -28,7 +28,7 @@ def test_every_role_has_a_molecule_scenario() -> None:
 @pytest.mark.timeout(3000)  # an AWS scenario may wait for the background rehearsals
 @pytest.mark.parametrize(
     "role",
-    [pytest.param(role, marks=[pytest.mark.emulator] if role in AWS_ROLES else [])
+    [pytest.param(role, marks=[pytest.mark.emulator, pytest.mark.rehearsal] if role in AWS_ROLES else [])
      for role in ROLES_WITH_SCENARIOS],
 )  # fmt: skip
 def test_molecule_scenario(role: str, request: pytest.FixtureRequest) -> None:
