@@ -118,6 +118,8 @@ async def test_a_valid_hs256_token_gives_the_typed_identity() -> None:
         ({"exp": None}, "missing claim exp"),
         ({"exp": "2030-01-01"}, "malformed token"),
         ({"exp": True}, "malformed token"),
+        ({"exp": float("nan")}, "malformed token"),
+        ({"exp": float("inf")}, "malformed token"),
         ({"nbf": "soon"}, "malformed token"),
         ({"sub": None}, "missing claim sub"),
         ({"sub": "not-a-uuid"}, "claim sub is not a UUID"),

@@ -13,6 +13,7 @@ kinds the same way; nothing is trusted for arriving over the internal network.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,9 +223,10 @@ class TokenVerifier:
         which nothing can move), with the leeway on both sides."""
         now = self.clock()
         for claim in ("exp", "nbf"):
-            if claim in claims and (
-                isinstance(claims[claim], bool) or not isinstance(claims[claim], int | float)
-            ):
+            value = claims.get(claim, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AuthError("malformed token")
+            if isinstance(value, float) and not math.isfinite(value):  # NaN would never expire
                 raise AuthError("malformed token")
         if claims["exp"] + self.leeway_seconds <= now:
             raise AuthError("token expired")
