@@ -100,8 +100,12 @@ role-docs: $(STAMP) ## Regenerate each role's README.md from its argument spec a
 types: $(STAMP) ## Regenerate the typed models from a migrated database
 	$(BIN)/valuecanvas gen-types --scratch
 
-lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock
+lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the image's requirements.runtime.lock)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	@# The services' own dependencies only (what the container image installs), at the very
+	@# versions of the full lock.
+	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
+		-c requirements.lock -o requirements.runtime.lock
 
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV)
