@@ -94,6 +94,11 @@ test: lint ## Lint, then run the tests (real Postgres and Redis, started by the 
 bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/benchmarks.md)
 	$(BIN)/python -m tests.benchmarks.llm_proxy_overhead
 
+IMAGE ?= localhost/valuecanvas:dev
+
+image: $(STAMP) ## Build the services' image with buildah (IMAGE=...; a debootstrap base, made once)
+	@IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) UV=$(UV) UV_PIP=$(UV_HOME)/bin/pip tools/build_image.sh
+
 role-docs: $(STAMP) ## Regenerate each role's README.md from its argument spec and defaults
 	$(BIN)/python tools/role_docs.py
 
@@ -110,4 +115,4 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the
 clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV)
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench role-docs types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image role-docs types lock clean
