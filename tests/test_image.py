@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO
 from tests.support.rehearsals import make
 
 pytestmark = [pytest.mark.platform, pytest.mark.image]
@@ -104,3 +105,13 @@ def test_nothing_is_written_outside_tmp(image: Built) -> None:
 
     assert snapshot(image.root) == before
     assert "refused" in written.stdout  # the user cannot write there at all
+
+
+def test_the_build_refuses_a_missing_base(image: Built) -> None:  # image: buildah is installed
+    result = subprocess.run([*BUILDAH, "build", "--isolation", "chroot", "--file", "Containerfile",
+                             "--tag", f"localhost/valuecanvas:nobase-{uuid.uuid4().hex[:8]}", "."],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    assert result.returncode != 0
+    assert "BASE_IMAGE" in result.stderr
+    assert "build argument" in result.stderr
