@@ -18,6 +18,15 @@ from tests.support.rehearsals import make
 
 pytestmark = [pytest.mark.platform, pytest.mark.image]
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
+
+
+def buildah(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """buildah with stdin from /dev/null: `buildah run` makes the stdin it is given
+    non-blocking, and the session's own stdin would stay so (Ansible then refuses to start)."""
+    return subprocess.run([*BUILDAH, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)  # fmt: skip
+
+
 UNWRITTEN_EXCLUDES = ("tmp", "proc", "sys", "dev", "run")  # emptyDirs and kernel filesystems
 
 
@@ -28,8 +37,7 @@ class Built:
     root: Path  # the working container's root filesystem, mounted
 
     def run(self, *command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*BUILDAH, "run", "--isolation", "chroot", self.container, "--", *command],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return buildah("run", "--isolation", "chroot", self.container, "--", *command, timeout=120)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -53,13 +61,12 @@ def image() -> Iterator[Built]:
     tag = f"localhost/valuecanvas:test-{uuid.uuid4().hex[:8]}"
     built = make("image", f"IMAGE={tag}", timeout=1800)
     assert built.returncode == 0, built.stdout + built.stderr
-    container = subprocess.run([*BUILDAH, "from", "--quiet", tag], capture_output=True, text=True,
-                               check=True).stdout.strip()  # fmt: skip
-    root = Path(subprocess.run([*BUILDAH, "mount", container], capture_output=True, text=True,
-                               check=True).stdout.strip())  # fmt: skip
+    container = buildah("from", "--quiet", tag).stdout.strip()
+    assert container, f"buildah from {tag} gave no container"
+    root = Path(buildah("mount", container).stdout.strip())
     yield Built(tag, container, root)
-    subprocess.run([*BUILDAH, "rm", container], capture_output=True, check=False)
-    subprocess.run([*BUILDAH, "rmi", tag], capture_output=True, check=False)
+    buildah("rm", container)
+    buildah("rmi", tag)
 
 
 def test_it_runs_as_a_fixed_user_that_is_not_root(image: Built) -> None:
@@ -108,9 +115,8 @@ def test_nothing_is_written_outside_tmp(image: Built) -> None:
 
 
 def test_the_build_refuses_a_missing_base(image: Built) -> None:  # image: buildah is installed
-    result = subprocess.run([*BUILDAH, "build", "--isolation", "chroot", "--file", "Containerfile",
-                             "--tag", f"localhost/valuecanvas:nobase-{uuid.uuid4().hex[:8]}", "."],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = buildah("build", "--isolation", "chroot", "--file", "Containerfile",
+                     "--tag", f"localhost/valuecanvas:nobase-{uuid.uuid4().hex[:8]}", ".")  # fmt: skip
 
     assert result.returncode != 0
     assert "BASE_IMAGE" in result.stderr

@@ -52,5 +52,5 @@ rm -rf build/wheels && mkdir -p build/wheels
 "${UV:?}" build --quiet --wheel --no-build-isolation --python .venv/bin/python --out-dir build/wheels .
 
 "${buildah[@]}" build --quiet --isolation chroot --file Containerfile \
-  --build-arg "BASE_IMAGE=$BASE@$digest" --tag "$IMAGE" . >/dev/null
+  --build-arg "BASE_IMAGE=$BASE@$digest" --tag "$IMAGE" . </dev/null >/dev/null
 echo "image: $IMAGE (base $BASE@$digest)"

@@ -32,7 +32,7 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 def make(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """A Makefile target, silent, as a user runs it (the venv's tools first on PATH)."""
-    return subprocess.run(["make", "-s", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run(["make", "-s", *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=timeout, env=tool_env())  # fmt: skip
 
 
