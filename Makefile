@@ -96,8 +96,31 @@ bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/ben
 
 IMAGE ?= localhost/valuecanvas:dev
 
-image: $(STAMP) ## Build the services' image with buildah (IMAGE=...; a debootstrap base, made once)
+image: $(STAMP) ## Build the services' image with buildah (IMAGE=..., BASE_IMAGE=name@sha256:...; default a debootstrap base, made once)
 	@IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) UV=$(UV) UV_PIP=$(UV_HOME)/bin/pip tools/build_image.sh
+
+ENV ?= production
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CRD_MODULES   := tools/crd-validate/node_modules/.installed
+
+$(CHECKOV_STAMP): tools/checkov/requirements.lock | $(UV)
+	@# checkov in its own virtualenv: its pins (packaging, networkx, ...) clash with the tools'.
+	@test -x $(CHECKOV_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes --no-deps -r tools/checkov/requirements.lock
+	@touch $@
+
+$(CRD_MODULES): tools/crd-validate/package-lock.json
+	cd tools/crd-validate && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+validators: $(CHECKOV_STAMP) $(CRD_MODULES)
+
+render: $(STAMP) ## Lint every chart and render it for ENV (production, staging) into build/rendered/ENV/
+	$(BIN)/python tools/render.py $(ENV) --lint
+
+validate: render validators ## Render ENV, then check every object (Kubernetes 1.28 schemas, CRDs, checkov)
+	$(BIN)/python tools/validate_rendered.py $(ENV)
 
 role-docs: $(STAMP) ## Regenerate each role's README.md from its argument spec and defaults
 	$(BIN)/python tools/role_docs.py
@@ -112,7 +135,7 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
 		-c requirements.lock -o requirements.runtime.lock
 
-clean: ## Remove the virtualenv (not the platform's data: see `make down` and .state/)
-	rm -rf $(VENV)
+clean: ## Remove the virtualenvs (not the platform's data: see `make down` and .state/)
+	rm -rf $(VENV) $(CHECKOV_VENV) tools/crd-validate/node_modules
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image role-docs types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image render validate validators role-docs types lock clean

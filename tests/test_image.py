@@ -4,6 +4,7 @@ a fixed non-root user, and it writes nothing outside /tmp."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import uuid
@@ -88,6 +89,20 @@ def test_its_command_and_every_service_load(image: Built) -> None:
     assert len(services.stdout.split()) == 8
 
 
+def test_the_migration_job_finds_every_migration(image: Built) -> None:
+    """The PreSync Job runs `valuecanvas migrate` from this image: MIGRATIONS_DIR holds the
+    repository's migrations, byte for byte."""
+    listed = image.run("python", "-c", "import hashlib, os, pathlib\n"
+                       "folder = pathlib.Path(os.environ['MIGRATIONS_DIR'])\n"
+                       "for path in sorted(folder.glob('*.sql')):\n"
+                       "    print(path.name, hashlib.sha256(path.read_bytes()).hexdigest())")  # fmt: skip
+    expected = "".join(f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+                       for path in sorted((REPO / "migrations").glob("*.sql")))  # fmt: skip
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == expected != ""
+
+
 def test_the_final_stage_has_no_compiler_no_pip_cache_and_no_wheels(image: Built) -> None:
     leftovers = [path for path in ("wheels", "root/.cache", "src") if (image.root / path).exists()]
     compilers = [name for name in ("gcc", "cc", "g++", "make")
@@ -121,3 +136,14 @@ def test_the_build_refuses_a_missing_base(image: Built) -> None:  # image: build
     assert result.returncode != 0
     assert "BASE_IMAGE" in result.stderr
     assert "build argument" in result.stderr
+
+
+def test_a_base_image_without_a_digest_is_refused(image: Built) -> None:
+    made = make(
+        "image",
+        "BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm",
+        "IMAGE=localhost/valuecanvas:nodigest",
+    )
+
+    assert made.returncode != 0
+    assert "BASE_IMAGE must be pinned by digest (name@sha256:...)" in made.stderr

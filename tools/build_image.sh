@@ -6,7 +6,9 @@
 #   2. build/wheels/: the wheels of requirements.runtime.lock (checked against its hashes)
 #      and the project's own wheel, so that the build itself needs no network;
 #   3. buildah build, with the base passed by digest as BASE_IMAGE.
-# Environment: IMAGE (the tag to build), CACHE_DIR, UV, UV_PIP (from the Makefile).
+# Environment: IMAGE (the tag to build), CACHE_DIR, UV, UV_PIP (from the Makefile), and
+# BASE_IMAGE: given (CI: the official python:3.11-slim-bookworm@sha256:...), step 1 is
+# skipped and buildah pulls that base; it must name a digest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! "${buildah[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
+if [ -n "${BASE_IMAGE:-}" ]; then
+  [[ $BASE_IMAGE == *@sha256:* ]] || { echo "BASE_IMAGE must be pinned by digest (name@sha256:...), got $BASE_IMAGE" >&2; exit 1; }
+elif ! "${buildah[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
   if [ ! -f "$ROOTFS.complete" ]; then
     echo "image: making the Debian $SUITE base with debootstrap (about a minute, once)"
     rm -rf "$ROOTFS" "$ROOTFS.tmp"
@@ -44,7 +48,9 @@ if ! "${buildah[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
   "${buildah[@]}" commit --quiet "$container" "$BASE" >/dev/null
   "${buildah[@]}" rm "$container" >/dev/null
 fi
-digest=$("${buildah[@]}" images --format '{{.Digest}}' "$BASE")
+if [ -z "${BASE_IMAGE:-}" ]; then
+  BASE_IMAGE=$BASE@$("${buildah[@]}" images --format '{{.Digest}}' "$BASE")
+fi
 
 rm -rf build/wheels && mkdir -p build/wheels
 "${UV_PIP:?}" download --quiet --disable-pip-version-check --only-binary=:all: --require-hashes \
@@ -52,5 +58,5 @@ rm -rf build/wheels && mkdir -p build/wheels
 "${UV:?}" build --quiet --wheel --no-build-isolation --python .venv/bin/python --out-dir build/wheels .
 
 "${buildah[@]}" build --quiet --isolation chroot --file Containerfile \
-  --build-arg "BASE_IMAGE=$BASE@$digest" --tag "$IMAGE" . </dev/null >/dev/null
-echo "image: $IMAGE (base $BASE@$digest)"
+  --build-arg "BASE_IMAGE=$BASE_IMAGE" --tag "$IMAGE" . </dev/null >/dev/null
+echo "image: $IMAGE (base $BASE_IMAGE)"

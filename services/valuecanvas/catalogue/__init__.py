@@ -1,8 +1,9 @@
 """The service catalogue: one ``<name>.yaml`` per service in this folder, the only place a
-service's name, port, image, secrets and autoscaling class are written.
+service's name, port, image, secrets, autoscaling class and calls are written.
 
 Python reads it here; the Ansible roles read the same files (``query('fileglob', ...)``),
-and so will the Helm charts and the Argo CD ApplicationSet (a git files generator).
+and the Helm charts take an entry as their first values file (``tools/render.py``; next, the
+Argo CD ApplicationSet).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ class CatalogueEntry(BaseModel):
     title: str
     description: str
     port: int = Field(ge=1024, le=65535)
-    autoscaling: Literal["gateway", "orchestrator", "agent"]
+    autoscaling: Literal["gateway", "orchestrator", "agent", "proxy"]
     image: str = Field(pattern=r"^[a-z][a-z0-9-]{1,60}$")
     secrets: list[str]
+    calls: list[str] = Field(default_factory=list, description="the services it calls over HTTP")
 
 
 @cache
@@ -36,4 +38,11 @@ def catalogue() -> dict[str, CatalogueEntry]:
         for path in resources.files(__package__).iterdir()
         if path.name.endswith(".yaml")
     ]
-    return {entry.name: entry for entry in sorted(entries, key=lambda entry: entry.port)}
+    found = {entry.name: entry for entry in sorted(entries, key=lambda entry: entry.port)}
+    for entry in found.values():
+        unknown = sorted(set(entry.calls) - set(found) | ({entry.name} & set(entry.calls)))
+        if unknown:
+            raise ValueError(
+                f"catalogue: {entry.name} calls {', '.join(unknown)}: not another service"
+            )
+    return found

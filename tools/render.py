@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""`make render ENV=<env>`: every object the cluster would receive for one environment, one
+file per application (build/rendered/<env>/<app>.yaml), rendered by Helm's own Go SDK
+(helm-python-sdk; no helm binary).
+
+Each chart gets the same values files, in the same order, as the Argo CD ApplicationSet
+passes (``values_files``); Helm's precedence: the chart's values.yaml first, later files win.
+Before Helm sees them, each file is checked alone against the chart's schema, so an
+unknown key or a wrong type is reported with the file that holds it; what only the merged
+values can show (a required key nobody set, HPA min above max) names the key and the files.
+
+    tools/render.py ENV [--lint] [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+APPS = REPO / "apps"
+CATALOGUE = REPO / "services" / "valuecanvas" / "catalogue"
+ENVIRONMENTS = ("production", "staging")
+NAMESPACE = "valuecanvas"  # the platform's namespace (aws_iam trusts its service accounts)
+KUBE_VERSION = "v1.28.0"  # the clusters' version (aws_eks_kubernetes_version)
+LIBRARY = "common"
+
+
+class RenderError(Exception):
+    """A chart or a values file is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class App:
+    """One Argo CD Application: a chart folder in apps/ and its values files, in order."""
+
+    name: str
+    chart: Path
+    values_files: tuple[Path, ...]
+
+
+def charts() -> list[str]:
+    """Every application chart in apps/ (the library is not one)."""
+    found = []
+    for path in sorted(APPS.glob("*/Chart.yaml")):
+        meta = yaml.safe_load(path.read_text())
+        if meta.get("type", "application") == "application":
+            found.append(path.parent.name)
+    return found
+
+
+def values_files(chart: str, environment: str) -> tuple[Path, ...]:
+    """The order the ApplicationSet uses too: catalogue entry, defaults, environment, the
+    chart's own environment file if it has one."""
+    files = []
+    entry = CATALOGUE / f"{chart}.yaml"
+    if entry.exists():
+        files.append(entry)
+    files += [APPS / "defaults.yaml", APPS / "environments" / f"{environment}.yaml"]
+    own = APPS / chart / f"values-{environment}.yaml"
+    if own.exists():
+        files.append(own)
+    return tuple(files)
+
+
+def apps(environment: str) -> list[App]:
+    if environment not in ENVIRONMENTS:
+        raise RenderError(
+            f"ENV={environment}: not an environment (known: {', '.join(ENVIRONMENTS)})"
+        )
+    return [App(chart, APPS / chart, values_files(chart, environment)) for chart in charts()]
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing of values files: maps merge key by key, anything else is replaced,
+    and null deletes."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def relaxed(schema: Any) -> Any:
+    """The schema without what only the merged values can satisfy (required keys and the
+    chart-kind conditions): what one file alone must already obey."""
+    if isinstance(schema, dict):
+        return {key: relaxed(value) for key, value in schema.items()
+                if key not in ("required", "if", "then", "else")}  # fmt: skip
+    if isinstance(schema, list):
+        return [relaxed(item) for item in schema]
+    return schema
+
+
+def key_path(parts: Any) -> str:
+    return ".".join(str(part) for part in parts) or "(top level)"
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RenderError(f"{path.relative_to(REPO)}: not YAML: {error}") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise RenderError(f"{path.relative_to(REPO)}: must be a mapping of values")
+    return loaded
+
+
+def check_file(path: Path, values: dict[str, Any], schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(relaxed(schema))
+    problems = []
+    for error in sorted(validator.iter_errors(values), key=lambda error: list(error.absolute_path)):
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            for key in unknown:
+                problems.append(f"{key_path([*error.absolute_path, key])}: unknown key")
+        else:
+            problems.append(f"{key_path(error.absolute_path)}: {error.message}")
+    if problems:
+        raise RenderError(f"{path.relative_to(REPO)}: " + "; ".join(problems))
+
+
+def provenance(key: str, layers: list[tuple[Path, dict[str, Any]]]) -> str:
+    """The last values file that sets ``key`` (a dotted path): the one to fix."""
+    setters = []
+    for path, values in layers:
+        node: Any = values
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            setters.append(path)
+    if setters:
+        return str(setters[-1].relative_to(REPO))
+    return "none of " + ", ".join(str(path.relative_to(REPO)) for path, _ in layers) + " sets it"
+
+
+@contextmanager
+def built(chart: Path) -> Iterator[Path]:
+    """The chart with its library dependency packed into charts/, in a temporary copy (the
+    source tree stays as committed; symlinked files are copied as their targets)."""
+    with tempfile.TemporaryDirectory(prefix="render-") as folder:
+        root = Path(folder)
+        shutil.copytree(APPS / LIBRARY, root / LIBRARY)
+        copy_path = root / chart.name
+        shutil.copytree(chart, copy_path, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+        helm.dependency_update(copy_path, skip_refresh=True)
+        yield copy_path
+
+
+def values_for(app: App) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any]]]]:
+    schema = json.loads((app.chart / "values.schema.json").read_text())
+    layers = [(app.chart / "values.yaml", load_values(app.chart / "values.yaml"))]
+    layers += [(path, load_values(path)) for path in app.values_files]
+    merged: dict[str, Any] = {}
+    for path, values in layers:
+        check_file(path, values, schema)
+        merged = merge(merged, values)
+    # The merged values against the full schema (jsonschema names the key; Helm checks the
+    # same schema again when it renders).
+    validator = jsonschema.Draft202012Validator(schema)
+    # The keys this kind of chart does not take (the schema's if/then/else sets them to
+    # false): reported as such, rather than what is missing inside them.
+    condition = validator.evolve(schema=schema.get("if", True))
+    branch = schema.get("then" if condition.is_valid(merged) else "else", {})
+    refused = [
+        key
+        for key, allowed in branch.get("properties", {}).items()
+        if allowed is False and key in merged
+    ]
+    missing = [
+        f"{provenance(key, layers)}: {key}: not a key of the {app.name} chart" for key in refused
+    ]
+    for error in validator.iter_errors(merged):
+        path = tuple(error.absolute_path)
+        if error.schema is False or (path and path[0] in refused):
+            continue
+        if error.validator == "required":
+            for key in error.validator_value:
+                if key not in error.instance:
+                    name = key_path([*path, key])
+                    missing.append(f"{name}: required, and {provenance(name, layers)}")
+        else:
+            name = key_path(path)
+            missing.append(f"{provenance(name, layers)}: {name}: {error.message}")
+    if missing:
+        raise RenderError(f"{app.name}: " + "; ".join(sorted(set(missing))))
+    return merged, layers
+
+
+# A template's `fail` message starts with the key it is about.
+FAILED_KEY = re.compile(r"execution error at \([^)]*\): ([A-Za-z0-9_.-]+)")
+
+
+def render_app(app: App) -> str:
+    """Every object of one application, as one YAML stream in a stable order."""
+    merged, layers = values_for(app)
+    with built(app.chart) as chart_dir, helm.Chart.load(chart_dir) as chart:
+        try:
+            manifests = chart.render(merged, name=app.name, namespace=NAMESPACE, is_install=True)
+        except helm.HelmError as error:
+            message = str(error)
+            found = FAILED_KEY.search(message)
+            where = provenance(found.group(1), layers) if found else app.name
+            raise RenderError(f"{where}: {message}") from error
+    documents = []
+    for template in sorted(manifests):
+        if not template.endswith((".yaml", ".yml")):
+            continue
+        for document in re.split(r"^---\s*$", manifests[template], flags=re.M):
+            body = "\n".join(line for line in document.strip().splitlines()
+                             if line.strip() and not line.lstrip().startswith("#"))  # fmt: skip
+            if body:
+                documents.append(body + "\n")
+    header = (f"# {app.name}: rendered by `make render` from apps/{app.chart.name} with "
+              + ", ".join(str(path.relative_to(REPO)) for path in app.values_files)
+              + ". Generated: do not edit.\n")  # fmt: skip
+    return header + "---\n" + "---\n".join(documents)
+
+
+def lint_app(app: App) -> list[str]:
+    """helm lint (strict: warnings count), for the clusters' Kubernetes version."""
+    merged, _ = values_for(app)
+    with built(app.chart) as chart_dir:
+        report = helm.lint(
+            chart_dir, merged, strict=True, kube_version=KUBE_VERSION, namespace=NAMESPACE
+        )
+    return [f"{app.name}: {message['path']}: {message['error']}"
+            for message in report.get("messages", []) if message.get("severity", 0) >= 2] + [
+            f"{app.name}: {error}" for error in report.get("errors", [])]  # fmt: skip
+
+
+def render(environment: str, output: Path) -> list[Path]:
+    target = output / environment
+    rendered = {app.name: render_app(app) for app in apps(environment)}
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    written = []
+    for name, text in rendered.items():
+        path = target / f"{name}.yaml"
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("environment", help=f"one of {', '.join(ENVIRONMENTS)}")
+    parser.add_argument(
+        "--lint", action="store_true", help="helm lint every chart with these values too"
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "build" / "rendered")
+    args = parser.parse_args(argv)
+    try:
+        if args.lint:
+            findings = [finding for app in apps(args.environment) for finding in lint_app(app)]
+            if findings:
+                print("\n".join(findings), file=sys.stderr)
+                return 1
+        written = render(args.environment, args.output)
+    except RenderError as error:
+        print(f"render: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
