@@ -114,6 +114,7 @@ $(CRD_MODULES): tools/crd-validate/package-lock.json
 	cd tools/crd-validate && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
+crd-validators: $(CRD_MODULES)
 validators: $(CHECKOV_STAMP) $(CRD_MODULES)
 
 render: $(STAMP) ## Lint every chart and render it for ENV (production, staging) into build/rendered/ENV/
@@ -138,4 +139,4 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the
 clean: ## Remove the virtualenvs (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV) $(CHECKOV_VENV) tools/crd-validate/node_modules
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image render validate validators role-docs types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image render validate validators crd-validators role-docs types lock clean

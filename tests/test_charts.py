@@ -149,7 +149,8 @@ def test_every_object_validates_against_kubernetes_1_28_and_its_crd(
         "external-secrets.io/v1/ExternalSecret", "external-secrets.io/v1/SecretStore",
         "monitoring.coreos.com/v1/ServiceMonitor", "elbv2.k8s.aws/v1beta1/TargetGroupBinding",
     }  # fmt: skip
-    make("validators", timeout=600)
+    made = make("crd-validators", timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
     assert validate.crd_problems(custom) == []
 
 
@@ -175,7 +176,8 @@ def test_the_validators_refuse_what_is_wrong(rendered: dict[str, Path]) -> None:
     assert len(problems) == 1
     assert "securityContextt" in problems[0]
 
-    make("validators", timeout=600)
+    made = make("crd-validators", timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
     wrong = [
         changed("ServiceMonitor", ["spec", "endpoints", 0, "port"], 9),
         changed("ExternalSecret", ["spec", "refreshInterval"], 3600),
@@ -206,7 +208,8 @@ def test_checkov_finds_nothing(env: str, rendered: dict[str, Path]) -> None:
 
 @pytest.mark.platform
 def test_checkov_reports_a_privileged_container(tmp_path: Path, rendered: dict[str, Path]) -> None:
-    make("validators", timeout=900)
+    made = make("validators", timeout=900)
+    assert made.returncode == 0, made.stdout + made.stderr
     text = (rendered["production"] / "target.yaml").read_text()
     (tmp_path / "target.yaml").write_text(text.replace("privileged: false", "privileged: true"))
 

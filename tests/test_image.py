@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest
 
 from tests.support.paths import REPO
 from tests.support.rehearsals import make
+from valuecanvas.catalogue import catalogue
 
 pytestmark = [pytest.mark.platform, pytest.mark.image]
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
@@ -147,3 +149,18 @@ def test_a_base_image_without_a_digest_is_refused(image: Built) -> None:
 
     assert made.returncode != 0
     assert "BASE_IMAGE must be pinned by digest (name@sha256:...)" in made.stderr
+
+
+def test_ci_pushes_one_image_under_every_services_repository(image: Built, tmp_path: Path) -> None:
+    """tools/push_image.sh, to an OCI layout here instead of ECR: each repository of the
+    catalogue gets the image under the tag, all with one digest."""
+    pushed = subprocess.run([str(REPO / "tools" / "push_image.sh"), image.tag, f"oci:{tmp_path}", "abc1234"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+
+    assert pushed.returncode == 0, pushed.stderr
+    lines = dict(line.split() for line in pushed.stdout.splitlines())
+    assert sorted(lines) == sorted({entry.image for entry in catalogue().values()})
+    assert len(set(lines.values())) == 1
+    assert next(iter(lines.values())).startswith("sha256:")
+    assert all((tmp_path / repository / "index.json").is_file() for repository in lines)

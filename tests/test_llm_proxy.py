@@ -4,6 +4,7 @@ upstream that plays Together and OpenAI and fails on purpose."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -23,6 +24,7 @@ from tests.support.servers import Database, RedisServer
 from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
 from tests.support.waiting import wait_until
+from valuecanvas.llm_proxy.ledger import run_drainer
 from valuecanvas.llm_proxy.settings import LlmProxySettings
 from valuecanvas.registry import SERVICES
 
@@ -783,3 +785,23 @@ async def test_costs_stay_in_the_logs_as_numbers(
     assert row["cost_usd"] > 0  # a real, priced cost: 0.0000897600 has ten digits
     assert request_line["cost_usd"] != "[phone]"
     assert Decimal(request_line["cost_usd"]) == row["cost_usd"]
+
+
+class SwallowingLedger:
+    """A ledger whose reads swallow a cancellation, as redis-py's retry does: a cancelled
+    read becomes a connection error, the command runs again, and returns normally."""
+
+    async def drain_once(self, block_ms: int | None = 1000) -> int:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+        return 0
+
+
+async def test_the_drainer_stops_even_when_a_cancellation_is_swallowed() -> None:
+    task = asyncio.create_task(run_drainer(SwallowingLedger()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+
+    assert task in done  # before the fix it drained on, after shutdown gave up on it
+    assert task.cancelled()

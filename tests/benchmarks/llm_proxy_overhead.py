@@ -174,9 +174,9 @@ def start_local_stack(
 
         shutil.chown(redis_dir, user)
         workdir.chmod(0o755)
-    redis = subprocess.Popen([*(["runuser", "-u", user, "--"] if user else []), "redis-server", "--port", str(redis_port),
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port),
                               "--bind", "127.0.0.1", "--save", "", "--dir", str(redis_dir)],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
+                             stdout=subprocess.DEVNULL, user=user)  # fmt: skip
     stack.callback(redis.terminate)
     secret = uuid.uuid4().hex * 2
     env_file = workdir / "proxy.env"

@@ -191,9 +191,17 @@ async def flush(ledger: Ledger, timeout_seconds: float = 5.0) -> None:
         )
 
 
-def _being_cancelled() -> bool:
+def stop_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    A background loop checks this before each round, because a cancellation does not always
+    arrive as an exception: redis-py turns a cancelled read into a connection error, and
+    its default retry policy then runs the command again on a new connection, so the
+    command returns normally and the cancellation is gone (the loop would go on, holding a
+    connection, after shutdown gave up waiting for it)."""
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError
 
 
 async def run_drainer(
@@ -210,6 +218,7 @@ async def run_drainer(
     are durable meanwhile (in the stream or the journal), so this delays rows, not safety.
     """
     while True:
+        stop_if_cancelled()
         try:
             moved = await ledger.drain_once()
             if moved == 0:
@@ -220,7 +229,6 @@ async def run_drainer(
             raise
         except (asyncpg.PostgresError, OSError, redis.RedisError, TimeoutError) as exc:
             # redis-py turns a cancelled blocking read into a connection error: stop, then.
-            if _being_cancelled():
-                raise asyncio.CancelledError from exc
+            stop_if_cancelled()
             _log.warning("ledger drain failed; will retry", error=type(exc).__name__)
             await asyncio.sleep(retry_seconds)

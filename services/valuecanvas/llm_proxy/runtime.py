@@ -22,6 +22,7 @@ from valuecanvas.llm_proxy.ledger import (
     RedisStreamLedger,
     flush,
     run_drainer,
+    stop_if_cancelled,
 )
 from valuecanvas.llm_proxy.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from valuecanvas.llm_proxy.settings import LlmProxySettings
@@ -122,12 +123,11 @@ class LlmRuntime:
 
 async def _watch_backlog(runtime: LlmRuntime, interval_seconds: float) -> None:
     while True:
+        stop_if_cancelled()
         try:
             runtime.metrics.ledger_backlog.set(await runtime.ledger.backlog())
         except Exception:  # a metric must never stop the service; cancellation still ends us
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from None
+            stop_if_cancelled()
         runtime.publish_breakers()
         await asyncio.sleep(interval_seconds)
 
