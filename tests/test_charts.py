@@ -548,3 +548,34 @@ def test_a_chart_refuses_the_other_kind_of_charts_keys(scratch: Path) -> None:
         render_error(scratch)
         == "platform: apps/platform/values-production.yaml: port: not a key of the platform chart"
     )
+
+
+# ---- a commit is a deploy (the render diff of a commit) ----------------------------------
+
+
+def rendered_texts(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.glob("*.yaml"))}
+
+
+def test_one_services_new_tag_changes_only_that_services_objects(scratch: Path) -> None:
+    """What CI would commit to deploy one service: its tag in its production values file."""
+    before = rendered_texts(render.render("production", scratch / "before")[0].parent)
+    (scratch / "apps/target/values-production.yaml").write_text('imageTag: "0.1.1"\n')
+    after = rendered_texts(render.render("production", scratch / "after")[0].parent)
+
+    assert [name for name in before if before[name] != after[name]] == ["target.yaml"]
+    images = [item.object["spec"]["template"]["spec"]["containers"][0]["image"]
+              for item in validate.load(scratch / "after" / "production") if item.object["kind"] == "Deployment"]  # fmt: skip
+    assert sorted(image.rsplit(":", 1)[1] for image in images) == ["0.1.0"] * 7 + ["0.1.1"]
+
+
+def test_a_library_template_change_reaches_every_service(scratch: Path) -> None:
+    before = rendered_texts(render.render("production", scratch / "before")[0].parent)
+    workload = scratch / "apps/common/templates/_workload.tpl"
+    workload.write_text(
+        workload.read_text().replace("revisionHistoryLimit: 5", "revisionHistoryLimit: 7")
+    )
+    after = rendered_texts(render.render("production", scratch / "after")[0].parent)
+
+    changed = sorted(name.removesuffix(".yaml") for name in before if before[name] != after[name])
+    assert changed == sorted(catalogue())  # every service, and not the platform chart
