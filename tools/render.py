@@ -165,7 +165,10 @@ def built(chart: Path) -> Iterator[Path]:
         shutil.copytree(APPS / LIBRARY, root / LIBRARY)
         copy_path = root / chart.name
         shutil.copytree(chart, copy_path, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-        helm.dependency_update(copy_path, skip_refresh=True)
+        try:
+            helm.dependency_update(copy_path, skip_refresh=True)
+        except helm.HelmError as error:
+            raise RenderError(f"apps/{chart.name}: {error}") from error
         yield copy_path
 
 
@@ -213,10 +216,33 @@ def values_for(app: App) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any
 FAILED_KEY = re.compile(r"execution error at \([^)]*\): ([A-Za-z0-9_.-]+)")
 
 
-def render_app(app: App) -> str:
-    """Every object of one application, as one YAML stream in a stable order."""
+class LintFindingsError(RenderError):
+    """helm lint found problems; the message lists them, one per line."""
+
+
+@contextmanager
+def prepared(app: App) -> Iterator[tuple[Path, dict[str, Any], list[tuple[Path, dict[str, Any]]]]]:
+    """Once per application: its values checked and merged, and its chart built."""
     merged, layers = values_for(app)
-    with built(app.chart) as chart_dir, helm.Chart.load(chart_dir) as chart:
+    with built(app.chart) as chart_dir:
+        yield chart_dir, merged, layers
+
+
+def _lint(app: App, chart_dir: Path, merged: dict[str, Any]) -> list[str]:
+    """helm lint (strict: warnings count), for the clusters' Kubernetes version."""
+    report = helm.lint(
+        chart_dir, merged, strict=True, kube_version=KUBE_VERSION, namespace=NAMESPACE
+    )
+    return [f"{app.name}: {message['path']}: {message['error']}"
+            for message in report.get("messages", []) if message.get("severity", 0) >= 2] + [
+            f"{app.name}: {error}" for error in report.get("errors", [])]  # fmt: skip
+
+
+def _render(
+    app: App, chart_dir: Path, merged: dict[str, Any], layers: list[tuple[Path, dict[str, Any]]]
+) -> str:
+    """Every object of one application, as one YAML stream in a stable order."""
+    with helm.Chart.load(chart_dir) as chart:
         try:
             manifests = chart.render(merged, name=app.name, namespace=NAMESPACE, is_install=True)
         except helm.HelmError as error:
@@ -239,21 +265,28 @@ def render_app(app: App) -> str:
     return header + "---\n" + "---\n".join(documents)
 
 
+def render_app(app: App) -> str:
+    with prepared(app) as (chart_dir, merged, layers):
+        return _render(app, chart_dir, merged, layers)
+
+
 def lint_app(app: App) -> list[str]:
-    """helm lint (strict: warnings count), for the clusters' Kubernetes version."""
-    merged, _ = values_for(app)
-    with built(app.chart) as chart_dir:
-        report = helm.lint(
-            chart_dir, merged, strict=True, kube_version=KUBE_VERSION, namespace=NAMESPACE
-        )
-    return [f"{app.name}: {message['path']}: {message['error']}"
-            for message in report.get("messages", []) if message.get("severity", 0) >= 2] + [
-            f"{app.name}: {error}" for error in report.get("errors", [])]  # fmt: skip
+    with prepared(app) as (chart_dir, merged, _):
+        return _lint(app, chart_dir, merged)
 
 
-def render(environment: str, output: Path) -> list[Path]:
+def render(environment: str, output: Path, *, lint: bool = False) -> list[Path]:
+    """Render every application (linting each first with ``lint``) and write the files only
+    when all of them rendered (and linted clean)."""
+    rendered, findings = {}, []
+    for app in apps(environment):
+        with prepared(app) as (chart_dir, merged, layers):
+            if lint:
+                findings += _lint(app, chart_dir, merged)
+            rendered[app.name] = _render(app, chart_dir, merged, layers)
+    if findings:
+        raise LintFindingsError("\n".join(findings))
     target = output / environment
-    rendered = {app.name: render_app(app) for app in apps(environment)}
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -276,12 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "build" / "rendered")
     args = parser.parse_args(argv)
     try:
-        if args.lint:
-            findings = [finding for app in apps(args.environment) for finding in lint_app(app)]
-            if findings:
-                print("\n".join(findings), file=sys.stderr)
-                return 1
-        written = render(args.environment, args.output)
+        written = render(args.environment, args.output, lint=args.lint)
+    except LintFindingsError as findings:
+        print(findings, file=sys.stderr)
+        return 1
     except RenderError as error:
         print(f"render: {error}", file=sys.stderr)
         return 1

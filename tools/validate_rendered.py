@@ -89,7 +89,7 @@ def crd_problems(objects: list[Rendered]) -> list[str]:
             for error in jsonschema.Draft202012Validator(schema).iter_errors(item.object):
                 where = "/".join(str(part) for part in error.absolute_path) or "/"
                 problems.append(f"{item.label}: {where}: {error.message}")
-        elif item not in by_node:
+        elif not item.key.startswith(NODE_KINDS):
             problems.append(f"{item.label}: no schema known for {item.key}")
     if by_node:
         payload = json.dumps([{"source": item.label, "object": item.object} for item in by_node])
