@@ -579,3 +579,14 @@ def test_a_library_template_change_reaches_every_service(scratch: Path) -> None:
 
     changed = sorted(name.removesuffix(".yaml") for name in before if before[name] != after[name])
     assert changed == sorted(catalogue())  # every service, and not the platform chart
+
+
+def test_a_broken_chart_is_named(scratch: Path) -> None:
+    chart = scratch / "apps/target/Chart.yaml"
+    chart.write_text(
+        "\n".join(
+            line for line in chart.read_text().splitlines() if not line.startswith("version:")
+        )
+    )
+
+    assert render_error(scratch) == "apps/target: validation: chart.metadata.version is required"
