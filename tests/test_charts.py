@@ -76,15 +76,28 @@ def of_kind(folder: Path, kind: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def annotations(env: str) -> dict[str, str]:
+    """The provisioning outputs the cluster secret carries (argocd/clusters/<env>.yaml)."""
+    secret = yaml.safe_load((REPO / "argocd" / "clusters" / f"{env}.yaml").read_text())
+    return dict(secret["metadata"]["annotations"])
+
+
 def pod_specs(folder: Path) -> dict[str, dict[str, Any]]:
     workloads = {
         **of_kind(folder, "Deployment"),
+        **of_kind(folder, "Rollout"),
         **{f"job/{name}": job for name, job in of_kind(folder, "Job").items()},
     }
     return {name: workload["spec"]["template"] for name, workload in workloads.items()}
 
 
 # ---- rendering ---------------------------------------------------------------------------
+
+
+def rendered_files() -> list[str]:
+    """One file per Application of this repository's charts, and the Argo CD objects."""
+    local = [*render.charts(), "cluster-secret-store"]
+    return sorted(["argocd.yaml", *(f"{name}.yaml" for name in local)])
 
 
 def test_every_application_is_a_chart_for_a_service_or_the_platform() -> None:
@@ -100,7 +113,7 @@ def test_rendering_is_byte_identical_and_one_file_per_application(env: str, tmp_
     first = render.render(env, tmp_path / "first")
     second = render.render(env, tmp_path / "second")
 
-    assert [path.name for path in first] == [f"{chart}.yaml" for chart in render.charts()]
+    assert sorted(path.name for path in first) == rendered_files()
     assert [path.read_bytes() for path in first] == [path.read_bytes() for path in second]
     assert not list((REPO / "apps").glob("*/charts")), "rendering must not write into apps/"
 
@@ -114,7 +127,7 @@ def test_make_render_writes_build_rendered(tmp_path: Path) -> None:
 
     assert made.returncode == 0, made.stdout + made.stderr
     written = sorted(path.name for path in (clone / "build" / "rendered" / "staging").iterdir())
-    assert written == sorted(f"{chart}.yaml" for chart in render.charts())
+    assert written == rendered_files()
     bad = make("render", "ENV=prod", cwd=clone, timeout=300)
     assert bad.returncode != 0
     assert "ENV=prod: not an environment (known: production, staging)" in bad.stderr
@@ -148,6 +161,10 @@ def test_every_object_validates_against_kubernetes_1_28_and_its_crd(
     assert {item.key for item in custom} == {
         "external-secrets.io/v1/ExternalSecret", "external-secrets.io/v1/SecretStore",
         "monitoring.coreos.com/v1/ServiceMonitor", "elbv2.k8s.aws/v1beta1/TargetGroupBinding",
+        "monitoring.coreos.com/v1/PodMonitor", "external-secrets.io/v1/ClusterSecretStore",
+        "argoproj.io/v1alpha1/Rollout", "argoproj.io/v1alpha1/AnalysisTemplate",
+        "argoproj.io/v1alpha1/AppProject", "argoproj.io/v1alpha1/ApplicationSet",
+        "argoproj.io/v1alpha1/Application",
     }  # fmt: skip
     made = make("crd-validators", timeout=600)
     assert made.returncode == 0, made.stdout + made.stderr
@@ -267,7 +284,7 @@ def test_images_are_tagged_never_latest_and_from_the_environments_registry(
     env: str, rendered: dict[str, Path]
 ) -> None:
     values = yaml.safe_load((REPO / "apps" / "environments" / f"{env}.yaml").read_text())
-    prefix = f"{values['registry']}/{values['aws']['namePrefix']}/"
+    prefix = f"{annotations(env)['aws_ecr_registry']}/{values['aws']['namePrefix']}/"
     for name, template in pod_specs(rendered[env]).items():
         for container in template["spec"]["containers"]:
             image = container["image"]
@@ -283,7 +300,9 @@ def test_autoscaling_has_the_specs_numbers_and_a_pdb_where_the_minimum_is_two(
 ) -> None:
     folder = rendered[env]
     hpas, pdbs = of_kind(folder, "HorizontalPodAutoscaler"), of_kind(folder, "PodDisruptionBudget")
-    assert set(hpas) == set(of_kind(folder, "Deployment")) == set(catalogue())
+    workloads = {**of_kind(folder, "Deployment"), **of_kind(folder, "Rollout")}
+    assert set(hpas) == set(workloads) == set(catalogue())
+    assert list(of_kind(folder, "Rollout")) == ["api-gateway"]
     for name, hpa in hpas.items():
         spec = hpa["spec"]
         targets = {metric["resource"]["name"]: metric["resource"]["target"]["averageUtilization"]
@@ -293,11 +312,8 @@ def test_autoscaling_has_the_specs_numbers_and_a_pdb_where_the_minimum_is_two(
         klass = catalogue()[name].autoscaling
         if klass in SPEC_HPA:
             assert seen == SPEC_HPA[klass], name
-        assert spec["scaleTargetRef"] == {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": name,
-        }
+        target = {"apiVersion": workloads[name]["apiVersion"], "kind": workloads[name]["kind"]}
+        assert spec["scaleTargetRef"] == {**target, "name": name}
         assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60, name
         assert (name in pdbs) == (spec["minReplicas"] >= 2), name
     assert "replicas" not in json.dumps([d["spec"] for d in of_kind(folder, "Deployment").values()])
@@ -379,8 +395,16 @@ def test_secrets_come_only_from_secrets_manager_and_each_service_reads_only_its_
 ) -> None:
     folder = rendered[env]
     assert of_kind(folder, "Secret") == {}
-    external = of_kind(folder, "ExternalSecret")
+    everything = of_kind(folder, "ExternalSecret")
+    external = {name: secret for name, secret in everything.items()
+                if secret["metadata"]["namespace"] == "valuecanvas"}  # fmt: skip
     prefix = f"valuecanvas/{env}/"
+    # Argo CD's own: only the notifications webhook, through the ClusterSecretStore.
+    notifications = everything["argocd-notifications-secret"]
+    assert [item["remoteRef"]["key"] for item in notifications["spec"]["data"]] == [
+        f"{prefix}slack-webhook"
+    ]
+    assert notifications["spec"]["secretStoreRef"]["kind"] == "ClusterSecretStore"
     for name, entry in catalogue().items():
         keys = {
             item["remoteRef"]["key"].removeprefix(prefix) for item in external[name]["spec"]["data"]
@@ -447,12 +471,10 @@ def test_the_migration_job_is_a_presync_hook_after_its_account_and_secret(
 
 def test_the_gateway_is_the_load_balancers_target(rendered: dict[str, Path]) -> None:
     bindings = of_kind(rendered["production"], "TargetGroupBinding")
-    values = yaml.safe_load((REPO / "apps/environments/production.yaml").read_text())
-
     assert list(bindings) == ["api-gateway"]
     spec = bindings["api-gateway"]["spec"]
     assert spec["targetType"] == "ip"
-    assert spec["targetGroupARN"] == values["loadBalancer"]["targetGroupArn"]
+    assert spec["targetGroupARN"] == annotations("production")["target_group_arn"]
     assert spec["serviceRef"] == {"name": "api-gateway", "port": catalogue()["api-gateway"].port}
 
 
@@ -461,12 +483,14 @@ def test_the_gateway_is_the_load_balancers_target(rendered: dict[str, Path]) -> 
 
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of apps/ and the catalogue the render tool reads instead of the repository's."""
+    """A copy of what the render tool reads (apps/, argocd/, the catalogue), read instead of
+    the repository's."""
     shutil.copytree(REPO / "apps", tmp_path / "apps", symlinks=True)
-    shutil.copytree(render.CATALOGUE, tmp_path / "catalogue")
+    shutil.copytree(REPO / "argocd", tmp_path / "argocd")
+    catalogue_dir = Path("services/valuecanvas/catalogue")
+    shutil.copytree(REPO / catalogue_dir, tmp_path / catalogue_dir)
     monkeypatch.setattr(render, "REPO", tmp_path)
     monkeypatch.setattr(render, "APPS", tmp_path / "apps")
-    monkeypatch.setattr(render, "CATALOGUE", tmp_path / "catalogue")
     return tmp_path
 
 
@@ -565,7 +589,8 @@ def test_one_services_new_tag_changes_only_that_services_objects(scratch: Path) 
 
     assert [name for name in before if before[name] != after[name]] == ["target.yaml"]
     images = [item.object["spec"]["template"]["spec"]["containers"][0]["image"]
-              for item in validate.load(scratch / "after" / "production") if item.object["kind"] == "Deployment"]  # fmt: skip
+              for item in validate.load(scratch / "after" / "production")
+              if item.object["kind"] in ("Deployment", "Rollout")]  # fmt: skip
     assert sorted(image.rsplit(":", 1)[1] for image in images) == ["0.1.0"] * 7 + ["0.1.1"]
 
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""`make render ENV=<env>`: every object the cluster would receive for one environment, one
-file per application (build/rendered/<env>/<app>.yaml), rendered by Helm's own Go SDK
-(helm-python-sdk; no helm binary).
+"""`make render ENV=<env>`: every object the cluster would receive for one environment.
 
-Each chart gets the same values files, in the same order, as the Argo CD ApplicationSet
-passes (``values_files``); Helm's precedence: the chart's values.yaml first, later files win.
+First argocd/root/ is expanded as Argo CD would for the environment's cluster secret
+(argocd/clusters/<env>.yaml; valuecanvas.gitops): the Applications, checked against their
+AppProjects, go to build/rendered/<env>/argocd.yaml. Then each Application of a chart in
+this repository is rendered by Helm's own Go SDK (helm-python-sdk; no helm binary) into
+build/rendered/<env>/<app>.yaml, with the values files and parameters the Application
+names, in its order; Helm's precedence: the chart's values.yaml first, later files win,
+parameters last.
 Before Helm sees them, each file is checked alone against the chart's schema, so an
 unknown key or a wrong type is reported with the file that holds it; what only the merged
 values can show (a required key nobody set, HPA min above max) names the key and the files.
@@ -21,7 +24,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +35,12 @@ import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "services"))  # valuecanvas.gitops, without the package installed
+
+from valuecanvas import gitops  # noqa: E402
+
 APPS = REPO / "apps"
-CATALOGUE = REPO / "services" / "valuecanvas" / "catalogue"
-ENVIRONMENTS = ("production", "staging")
-NAMESPACE = "valuecanvas"  # the platform's namespace (aws_iam trusts its service accounts)
+ENVIRONMENTS = tuple(sorted(path.stem for path in (REPO / gitops.CLUSTERS_DIR).glob("*.yaml")))
 KUBE_VERSION = "v1.28.0"  # the clusters' version (aws_eks_kubernetes_version)
 LIBRARY = "common"
 
@@ -46,11 +51,15 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class App:
-    """One Argo CD Application: a chart folder in apps/ and its values files, in order."""
+    """One Argo CD Application of a chart in this repository: its chart folder, namespace,
+    values files in order, and the parameters (from the cluster secret) that come last."""
 
     name: str
     chart: Path
+    namespace: str
     values_files: tuple[Path, ...]
+    parameters: tuple[tuple[str, str], ...] = ()
+    cluster_secret: Path | None = None
 
 
 def charts() -> list[str]:
@@ -63,26 +72,73 @@ def charts() -> list[str]:
     return found
 
 
-def values_files(chart: str, environment: str) -> tuple[Path, ...]:
-    """The order the ApplicationSet uses too: catalogue entry, defaults, environment, the
-    chart's own environment file if it has one."""
-    files = []
-    entry = CATALOGUE / f"{chart}.yaml"
-    if entry.exists():
-        files.append(entry)
-    files += [APPS / "defaults.yaml", APPS / "environments" / f"{environment}.yaml"]
-    own = APPS / chart / f"values-{environment}.yaml"
-    if own.exists():
-        files.append(own)
-    return tuple(files)
+def cluster_secret(environment: str) -> Path:
+    return REPO / gitops.CLUSTERS_DIR / f"{environment}.yaml"
 
 
-def apps(environment: str) -> list[App]:
+def plan(environment: str) -> gitops.Plan:
+    """What argocd/root/ makes on the environment's cluster (argocd/clusters/<env>.yaml)."""
     if environment not in ENVIRONMENTS:
         raise RenderError(
             f"ENV={environment}: not an environment (known: {', '.join(ENVIRONMENTS)})"
         )
-    return [App(chart, APPS / chart, values_files(chart, environment)) for chart in charts()]
+    try:
+        return gitops.plan(REPO, gitops.load_cluster(REPO, environment))
+    except gitops.GitOpsError as error:
+        raise RenderError(str(error)) from error
+
+
+def local_app(application: Mapping[str, Any], environment: str) -> App | None:
+    """The chart of this repository an Application deploys, as Argo CD would fetch it:
+    its values files resolved against the chart folder (missing ones skipped when
+    ignoreMissingValueFiles), its parameters kept in order. None for an upstream chart."""
+    sources = gitops.sources(application)
+    if len(sources) != 1 or not sources[0].get("path"):
+        return None
+    source, name = sources[0], application["metadata"]["name"]
+    chart = REPO / source["path"]
+    helm_spec = source.get("helm") or {}
+    files = []
+    for entry in helm_spec.get("valueFiles") or []:
+        path = (chart / entry).resolve()
+        if not path.is_relative_to(REPO):
+            raise RenderError(f"Application {name}: values file {entry} is outside the repository")
+        if path.exists():
+            files.append(path)
+        elif not helm_spec.get("ignoreMissingValueFiles"):
+            raise RenderError(f"Application {name}: values file {entry} does not exist")
+    parameters = tuple((p["name"], str(p["value"])) for p in helm_spec.get("parameters") or [])
+    namespace = application["spec"]["destination"]["namespace"]
+    return App(name, chart, namespace, tuple(files), parameters, cluster_secret(environment))
+
+
+def apps(environment: str) -> list[App]:
+    """Every Application of this repository's charts, from the expanded ApplicationSets."""
+    found = [local_app(application, environment) for application in plan(environment).applications]
+    return sorted((app for app in found if app is not None), key=lambda app: app.name)
+
+
+SET_KEY = re.compile(r"(?:\\.|[^.])+")
+
+
+def set_value(text: str) -> Any:
+    """Helm's --set typing of a parameter's value (Argo CD passes parameters as --set):
+    integers, true/false and null are typed; anything else is a string."""
+    if re.fullmatch(r"-?(0|[1-9][0-9]*)", text):
+        return int(text)
+    return {"true": True, "false": False, "null": None}.get(text, text)
+
+
+def parameters_values(parameters: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Parameters as a values layer: dotted names nest (a backslash escapes a dot)."""
+    values: dict[str, Any] = {}
+    for name, value in parameters:
+        keys = [key.replace("\\.", ".") for key in SET_KEY.findall(name)]
+        node = values
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = set_value(value)
+    return values
 
 
 def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,7 +224,7 @@ def built(chart: Path) -> Iterator[Path]:
         try:
             helm.dependency_update(copy_path, skip_refresh=True)
         except helm.HelmError as error:
-            raise RenderError(f"apps/{chart.name}: {error}") from error
+            raise RenderError(f"{chart.relative_to(REPO)}: {error}") from error
         yield copy_path
 
 
@@ -176,6 +232,9 @@ def values_for(app: App) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any
     schema = json.loads((app.chart / "values.schema.json").read_text())
     layers = [(app.chart / "values.yaml", load_values(app.chart / "values.yaml"))]
     layers += [(path, load_values(path)) for path in app.values_files]
+    if app.parameters and app.cluster_secret is not None:
+        # Last, as Argo CD passes them (--set): named after the cluster secret they come from.
+        layers.append((app.cluster_secret, parameters_values(app.parameters)))
     merged: dict[str, Any] = {}
     for path, values in layers:
         check_file(path, values, schema)
@@ -231,7 +290,7 @@ def prepared(app: App) -> Iterator[tuple[Path, dict[str, Any], list[tuple[Path, 
 def _lint(app: App, chart_dir: Path, merged: dict[str, Any]) -> list[str]:
     """helm lint (strict: warnings count), for the clusters' Kubernetes version."""
     report = helm.lint(
-        chart_dir, merged, strict=True, kube_version=KUBE_VERSION, namespace=NAMESPACE
+        chart_dir, merged, strict=True, kube_version=KUBE_VERSION, namespace=app.namespace
     )
     return [f"{app.name}: {message['path']}: {message['error']}"
             for message in report.get("messages", []) if message.get("severity", 0) >= 2] + [
@@ -244,7 +303,7 @@ def _render(
     """Every object of one application, as one YAML stream in a stable order."""
     with helm.Chart.load(chart_dir) as chart:
         try:
-            manifests = chart.render(merged, name=app.name, namespace=NAMESPACE, is_install=True)
+            manifests = chart.render(merged, name=app.name, namespace=app.namespace, is_install=True)
         except helm.HelmError as error:
             message = str(error)
             found = FAILED_KEY.search(message)
@@ -259,9 +318,11 @@ def _render(
                              if line.strip() and not line.lstrip().startswith("#"))  # fmt: skip
             if body:
                 documents.append(body + "\n")
-    header = (f"# {app.name}: rendered by `make render` from apps/{app.chart.name} with "
-              + ", ".join(str(path.relative_to(REPO)) for path in app.values_files)
-              + ". Generated: do not edit.\n")  # fmt: skip
+    sources = [str(path.relative_to(REPO)) for path in app.values_files]
+    if app.parameters and app.cluster_secret is not None:
+        sources.append(f"the parameters from {app.cluster_secret.relative_to(REPO)}")
+    header = (f"# {app.name}: rendered by `make render` from {app.chart.relative_to(REPO)} with "
+              + ", ".join(sources) + ". Generated: do not edit.\n")  # fmt: skip
     return header + "---\n" + "---\n".join(documents)
 
 
@@ -275,15 +336,41 @@ def lint_app(app: App) -> list[str]:
         return _lint(app, chart_dir, merged)
 
 
+def argocd_objects(environment: str, result: gitops.Plan) -> str:
+    """The Argo CD objects of one environment: argocd/root/'s AppProjects and
+    ApplicationSets, and every Application they generate for its cluster secret."""
+    header = (f"# argocd: what argocd/root/ makes on the {environment} cluster (for "
+              f"{gitops.CLUSTERS_DIR}/{environment}.yaml): its AppProjects and ApplicationSets, "
+              "then the Applications they generate. The upstream charts' Applications are "
+              "listed, not rendered (no chart repository is reachable here). Generated: do not "
+              "edit.\n")  # fmt: skip
+    documents = [*result.projects.values(), *result.applicationsets, *result.applications]
+    return header + "---\n" + gitops.to_yaml(documents)
+
+
+def check_cluster_kinds(app: App, text: str, result: gitops.Plan) -> None:
+    """What Argo CD would refuse to sync: a cluster-scoped kind outside the app's project."""
+    application = next(a for a in result.applications if a["metadata"]["name"] == app.name)
+    project_name = application["spec"]["project"]
+    objects = [document for document in yaml.safe_load_all(text) if document]
+    refused = gitops.cluster_kinds_outside(result.projects[project_name], objects)
+    if refused:
+        raise RenderError(f"{app.name}: {', '.join(refused)}: cluster-scoped, and not in "
+                          f"AppProject {project_name}'s clusterResourceWhitelist")  # fmt: skip
+
+
 def render(environment: str, output: Path, *, lint: bool = False) -> list[Path]:
-    """Render every application (linting each first with ``lint``) and write the files only
-    when all of them rendered (and linted clean)."""
-    rendered, findings = {}, []
+    """Expand argocd/root/ for the environment's cluster secret, then render every
+    Application of this repository's charts (linting each first with ``lint``); write the
+    files only when all of them rendered (and linted clean)."""
+    result = plan(environment)
+    rendered, findings = {"argocd": argocd_objects(environment, result)}, []
     for app in apps(environment):
         with prepared(app) as (chart_dir, merged, layers):
             if lint:
                 findings += _lint(app, chart_dir, merged)
             rendered[app.name] = _render(app, chart_dir, merged, layers)
+        check_cluster_kinds(app, rendered[app.name], result)
     if findings:
         raise LintFindingsError("\n".join(findings))
     target = output / environment

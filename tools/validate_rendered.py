@@ -2,7 +2,8 @@
 """`make validate ENV=<env>`: every object in build/rendered/<env>/ checked against a schema.
 
 - Kubernetes' own kinds: the 1.28 schemas (kubernetes-validate, strict: unknown fields fail).
-- Custom resources: External Secrets and Prometheus Operator kinds with the validators the
+- Custom resources: External Secrets, Prometheus Operator, Argo CD (Application, ApplicationSet,
+  AppProject) and Argo Rollouts (Rollout, AnalysisTemplate) kinds with the validators the
   @kubernetes-models npm packages generate from the upstream CRDs (tools/crd-validate,
   pinned by its package-lock.json); TargetGroupBinding with the schema written in
   tools/crd-validate/schemas/. A kind with no schema is a finding, never a pass.
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 RENDERED = REPO / "build" / "rendered"
 KUBERNETES_VERSION = "1.28.0"
 CRD_TOOL = REPO / "tools" / "crd-validate"
-NODE_KINDS = ("external-secrets.io/", "monitoring.coreos.com/")
+NODE_KINDS = ("external-secrets.io/", "monitoring.coreos.com/", "argoproj.io/")
 SCHEMAS = {
     "elbv2.k8s.aws/v1beta1/TargetGroupBinding": CRD_TOOL
     / "schemas"

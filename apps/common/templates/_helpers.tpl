@@ -36,9 +36,10 @@ digest when one is given (then the tag is informative and the digest is what run
 {{- end -}}
 {{- end -}}
 
-{{/* The IAM role of a service account (the aws_iam role's name for it). */}}
+{{/* The IAM role of a service account: aws_iam's <path><namePrefix>-svc-<account>, whose
+prefix the cluster secret carries (aws_service_role_arn_prefix). */}}
 {{- define "common.roleArn" -}}
-{{- printf "arn:aws:iam::%s:role/%s-svc-%s" .context.Values.aws.accountId .context.Values.aws.namePrefix .account -}}
+{{- printf "%s%s" .context.Values.aws.roleArnPrefix .account -}}
 {{- end -}}
 
 {{/* Checks the schema cannot express; each message names the key. */}}

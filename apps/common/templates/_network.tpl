@@ -60,6 +60,18 @@ spec:
               {{- toYaml .Values.monitoring.prometheusLabels | nindent 14 }}
       ports:
         - {protocol: TCP, port: http}
+    {{- if .Values.blueGreen.enabled }}
+    # The pre-promotion analysis: the Argo Rollouts controller calls the preview's /readyz.
+    - from:
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: {{ .Values.blueGreen.controllerNamespace }}
+          podSelector:
+            matchLabels:
+              app.kubernetes.io/name: argo-rollouts
+      ports:
+        - {protocol: TCP, port: http}
+    {{- end }}
     {{- if .Values.public }}
     - from:
         {{- range .Values.loadBalancer.cidrs }}

@@ -16,8 +16,13 @@ metadata:
     {{- include "common.labels" . | nindent 4 }}
 spec:
   scaleTargetRef:
+    {{- if .Values.blueGreen.enabled }}
+    apiVersion: argoproj.io/v1alpha1
+    kind: Rollout
+    {{- else }}
     apiVersion: apps/v1
     kind: Deployment
+    {{- end }}
     name: {{ include "common.name" . }}
   minReplicas: {{ $class.minReplicas }}
   maxReplicas: {{ $class.maxReplicas }}

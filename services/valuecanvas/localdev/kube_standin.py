@@ -1,0 +1,131 @@
+"""A Kubernetes API stand-in on a loopback port: kmock's in-memory emulator with the
+resources the argocd_bootstrap role applies, plus a stand-in for Argo CD's application
+controller. There is no API server, and no Argo CD, on this machine; this is their
+counterpart of moto. Used by the role's molecule scenario and by the tests::
+
+    python -m valuecanvas.localdev.kube_standin --port 6443 --pid-file .state/kube.pid
+
+What it is not: kmock stores objects as JSON and merges patches key by key (no strategic
+merge, no server-side apply field ownership, no admission, no validation). The "Argo CD"
+here only writes each Application's status: ``--health Healthy`` (the default) reports
+every Application synced and healthy; ``--health Degraded`` reports the root's children
+degraded, so that the role's bounded wait and its error can be exercised. Its messages
+say "stand-in", so nobody mistakes them for Argo CD's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import kmock
+from kmock._internal import parsing
+
+_parse_path = parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
+    """kmock 0.8 reads ``/api/v1/namespaces[/<name>]`` as a namespace scope without a
+    resource (a 500 on creating a Namespace); the API server reads it as the namespaces
+    resource itself. Everything else is kmock's own parsing."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        name = parts[3] if len(parts) == 4 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, None)
+    return _parse_path(path)
+
+
+parsing.parse_path = _parse_path_with_namespaces
+
+# (group/version/plural, kind, namespaced): what the role and the stand-in Argo CD chart
+# apply, and what the kubernetes.core modules discover.
+RESOURCES: tuple[tuple[str, str, bool], ...] = (
+    ("v1/namespaces", "Namespace", False),
+    ("v1/secrets", "Secret", True),
+    ("v1/configmaps", "ConfigMap", True),
+    ("v1/serviceaccounts", "ServiceAccount", True),
+    ("v1/services", "Service", True),
+    ("apps/v1/deployments", "Deployment", True),
+    ("apps/v1/statefulsets", "StatefulSet", True),
+    ("rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole", False),
+    ("rbac.authorization.k8s.io/v1/clusterrolebindings", "ClusterRoleBinding", False),
+    ("rbac.authorization.k8s.io/v1/roles", "Role", True),
+    ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True),
+    ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
+    ("argoproj.io/v1alpha1/applications", "Application", True),
+    ("argoproj.io/v1alpha1/applicationsets", "ApplicationSet", True),
+    ("argoproj.io/v1alpha1/appprojects", "AppProject", True),
+)
+VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
+APPLICATIONS = kmock.resource("argoproj.io", "v1alpha1", "applications")
+STAND_IN = "stand-in for Argo CD's application controller (no Argo CD on this machine)"
+
+
+def emulator() -> kmock.KubernetesEmulator:
+    server = kmock.KubernetesEmulator()
+    for name, kind, namespaced in RESOURCES:
+        group_version, plural = name.rsplit("/", 1)
+        group, _, version = group_version.rpartition("/")
+        server.resources[kmock.resource(group, version, plural)] = kmock.ResourceInfo(
+            kind=kind, namespaced=namespaced, verbs=VERBS
+        )
+    return server
+
+
+def _status(health: str, message: str) -> dict[str, Any]:
+    return {
+        "status": {
+            "sync": {"status": "Synced"},
+            "health": {"status": health, "message": message},
+        }
+    }
+
+
+async def argo_stand_in(server: kmock.KubernetesEmulator, health: str) -> None:
+    """Write each Application's status, as Argo CD's controller would after a sync."""
+    while True:
+        for (resource, _namespace, _name), obj in list(server.objects.items()):
+            if resource != APPLICATIONS or obj.deleted:
+                continue
+            want = health
+            current = obj.get("status", {}).get("health", {}).get("status")
+            if current != want:
+                obj.patch(_status(want, f"{want} ({STAND_IN})"))
+        await asyncio.sleep(0.2)
+
+
+async def serve(port: int, health: str, ready: asyncio.Event | None = None) -> None:
+    async with emulator() as server, kmock.Server(server, port=port):
+        task = asyncio.create_task(argo_stand_in(server, health))
+        if ready is not None:
+            ready.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--health", choices=["Healthy", "Degraded"], default="Healthy")
+    parser.add_argument("--pid-file", type=Path)
+    args = parser.parse_args(argv)
+    if args.pid_file:
+        args.pid_file.write_text(f"{os.getpid()}\n")
+    print(f"Kubernetes API stand-in (kmock) on http://127.0.0.1:{args.port}", file=sys.stderr)
+    asyncio.run(serve(args.port, args.health))
+
+
+if __name__ == "__main__":
+    main()
