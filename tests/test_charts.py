@@ -130,7 +130,7 @@ def test_make_render_writes_build_rendered(tmp_path: Path) -> None:
     assert written == rendered_files()
     bad = make("render", "ENV=prod", cwd=clone, timeout=300)
     assert bad.returncode != 0
-    assert "ENV=prod: not an environment (known: production, staging)" in bad.stderr
+    assert "ENV=prod: not an environment (known: production, sandbox, staging)" in bad.stderr
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

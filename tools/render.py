@@ -118,26 +118,16 @@ def apps(environment: str) -> list[App]:
     return sorted((app for app in found if app is not None), key=lambda app: app.name)
 
 
-SET_KEY = re.compile(r"(?:\\.|[^.])+")
-
-
-def set_value(text: str) -> Any:
-    """Helm's --set typing of a parameter's value (Argo CD passes parameters as --set):
-    integers, true/false and null are typed; anything else is a string."""
-    if re.fullmatch(r"-?(0|[1-9][0-9]*)", text):
-        return int(text)
-    return {"true": True, "false": False, "null": None}.get(text, text)
-
-
 def parameters_values(parameters: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Parameters as a values layer: dotted names nest (a backslash escapes a dot)."""
+    """Parameters as one values layer, parsed by Helm's own --set parser, as Argo CD passes
+    them (one --set each, commas in the value escaped)."""
     values: dict[str, Any] = {}
     for name, value in parameters:
-        keys = [key.replace("\\.", ".") for key in SET_KEY.findall(name)]
-        node = values
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = set_value(value)
+        escaped = value.replace(",", "\\,")
+        try:
+            values = merge(values, helm.parse_set_string(f"{name}={escaped}"))
+        except helm.HelmError as error:
+            raise RenderError(f"parameter {name}: {error}") from error
     return values
 
 

@@ -308,6 +308,14 @@ def check(result: Plan, repo: Path) -> None:
                                     f"{version or '(none)'!s} is not pinned (x.y.z)")  # fmt: skip
             elif source.get("path") and not (repo / source["path"]).is_dir():
                 problems.append(f"Application {name}: path {source['path']} is not in the repository")
+            elif source.get("path"):
+                # Optional values files may be missing (ignoreMissingValueFiles), but not the
+                # environment's: without it the charts have no values for this cluster.
+                for entry in (source.get("helm") or {}).get("valueFiles") or []:
+                    path = (repo / source["path"] / entry).resolve()
+                    if "/environments/" in entry and not path.exists():
+                        problems.append(f"Application {name}: {path.relative_to(repo.resolve())}: "
+                                        "missing (the charts' values for this environment)")  # fmt: skip
         destination = app["spec"].get("destination") or {}
         namespace = destination.get("namespace", "")
         server = destination.get("server", IN_CLUSTER)

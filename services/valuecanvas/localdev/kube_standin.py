@@ -67,12 +67,39 @@ APPLICATIONS = kmock.resource("argoproj.io", "v1alpha1", "applications")
 STAND_IN = "stand-in for Argo CD's application controller (no Argo CD on this machine)"
 
 
+
+
+def _resource(name: str) -> kmock.resource:
+    group_version, plural = name.rsplit("/", 1)
+    group, _, version = group_version.rpartition("/")
+    return kmock.resource(group, version, plural)
+
+
+KINDS = {_resource(name): kind for name, kind, _namespaced in RESOURCES}
+CLUSTER_SCOPED = frozenset(_resource(name) for name, _kind, namespaced in RESOURCES if not namespaced)
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator, plus what the API server does with a cluster-scoped object that
+    names a namespace (kubernetes.core sets one on everything it applies): ignores it."""
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource in CLUSTER_SCOPED and isinstance(request.data, dict):
+            request.data.get("metadata", {}).pop("namespace", None)
+        return await super()._handle(request)
+
+    async def _serve_list(self, request: Any) -> Any:
+        """A list names its kind, as the API server's does (the Kubernetes client needs it)."""
+        listed = await super()._serve_list(request)
+        resource = request.resource
+        api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+        return {"apiVersion": api_version, "kind": f"{KINDS.get(resource, 'Object')}List", **listed}
+
+
 def emulator() -> kmock.KubernetesEmulator:
-    server = kmock.KubernetesEmulator()
+    server = Emulator()
     for name, kind, namespaced in RESOURCES:
-        group_version, plural = name.rsplit("/", 1)
-        group, _, version = group_version.rpartition("/")
-        server.resources[kmock.resource(group, version, plural)] = kmock.ResourceInfo(
+        server.resources[_resource(name)] = kmock.ResourceInfo(
             kind=kind, namespaced=namespaced, verbs=VERBS
         )
     return server
