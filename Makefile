@@ -64,12 +64,16 @@ doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, r
 	@$(BIN)/valuecanvas doctor --env-file $(STATE_DIR)/secrets/migrate.env
 
 EMULATOR_PORT ?= 5000
+KUBE_PORT ?= 6443
 
-emulator: $(STAMP) ## Start the local AWS emulator (moto) on 127.0.0.1:5000 for the sandbox inventory
-	@$(BIN)/python -m valuecanvas.localdev.emulator --port $(EMULATOR_PORT) --state-dir $(STATE_DIR)
+emulator: $(STAMP) ## Start the local AWS emulator (moto, 127.0.0.1:5000) and Kubernetes API stand-in (:6443) for the sandbox
+	@$(BIN)/python -m valuecanvas.localdev.emulator --port $(EMULATOR_PORT) --kube-port $(KUBE_PORT) --state-dir $(STATE_DIR)
 
-emulator-stop: ## Stop the local AWS emulator
-	@test -f $(STATE_DIR)/emulator.pid && kill $$(cat $(STATE_DIR)/emulator.pid) && rm $(STATE_DIR)/emulator.pid || echo "no emulator started by make"
+emulator-stop: ## Stop the local AWS emulator and the Kubernetes API stand-in
+	@for name in emulator kube-standin; do \
+		if test -f $(STATE_DIR)/$$name.pid; then kill $$(cat $(STATE_DIR)/$$name.pid) 2>/dev/null; rm $(STATE_DIR)/$$name.pid; \
+		else echo "no $$name started by make"; fi; \
+	done
 
 COST_INVENTORY = $(if $(filter inventories/local,$(INVENTORY)),inventories/production,$(INVENTORY))
 

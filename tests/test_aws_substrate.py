@@ -113,8 +113,15 @@ def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehears
     assert made["databases"] == ["valuecanvas-sandbox-postgres"]
     assert made["load_balancers"] == ["valuecanvas-sandbox-alb"]
     assert len(made["repositories"]) == 8
-    assert len(made["secrets"]) == 7
+    assert len(made["secrets"]) == 8
     assert "valuecanvas-sandbox-svc-llm-proxy" in made["roles"]
+    assert "valuecanvas-sandbox-external-secrets" in made["roles"]
+    # Then Argo CD, into the Kubernetes API stand-in (the emulator's cluster has no API).
+    provisioned = " ".join(steps["provision"].result.stdout.split())
+    assert "PLAY [Bootstrap Argo CD in the cluster]" in provisioned
+    assert "STAND-IN: installing the local chart" in provisioned
+    assert "Wait for the root (at most argocd_bootstrap_wait_seconds)" in provisioned
+    assert "would_bootstrap" in " ".join(steps["plan"].result.stdout.split())
 
     for name in ("rerun", "check"):
         changed = [
@@ -123,6 +130,9 @@ def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehears
         assert steps[name].changed == 0, f"{name}: {changed}"
     assert steps["check"].left == made
 
+    assert (
+        "Remove the platform's, then the add-ons' Applications" in steps["teardown"].result.stdout
+    )
     assert "Nothing of sandbox is left" in steps["teardown"].result.stdout
     assert steps["teardown"].left == {}
 

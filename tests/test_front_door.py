@@ -20,6 +20,7 @@ from tests.support.rehearsals import BIN, make, playbook, tool_env
 from valuecanvas.localdev import ports
 from valuecanvas.localdev import postgres as localdev_postgres
 from valuecanvas.localdev.emulator import answers, aws_emulator
+from valuecanvas.localdev.kube_standin import answers as kube_answers
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
 INVENTORIES = "inventories/local, inventories/production, inventories/sandbox, inventories/staging"
@@ -80,16 +81,19 @@ def test_the_sandbox_without_its_emulator_says_to_start_it() -> None:
 
 @pytest.mark.emulator
 def test_make_emulator_returns_once_the_emulator_answers(tmp_path: Path) -> None:
-    port = free_port()
-    started = make("emulator", f"EMULATOR_PORT={port}", f"STATE_DIR={tmp_path}")
+    port, kube = free_port(), free_port()
+    ports = (f"EMULATOR_PORT={port}", f"KUBE_PORT={kube}", f"STATE_DIR={tmp_path}")
+    started = make("emulator", *ports)
     try:
         assert started.returncode == 0, started.stderr
         assert answers(f"http://127.0.0.1:{port}")  # no sleep: it answered before make returned
-        again = make("emulator", f"EMULATOR_PORT={port}", f"STATE_DIR={tmp_path}")
+        assert kube_answers(f"http://127.0.0.1:{kube}")  # and the Kubernetes API stand-in
+        again = make("emulator", *ports)
         assert "already answering" in again.stdout
     finally:
         stopped = make("emulator-stop", f"STATE_DIR={tmp_path}")
     assert stopped.returncode == 0
+    assert not kube_answers(f"http://127.0.0.1:{kube}")
 
 
 def test_make_cost_prints_the_table_alone() -> None:

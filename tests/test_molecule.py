@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.support.paths import BIN, REPO
-from tests.support.rehearsals import AWS_ROLES, Rehearsals
+from tests.support.rehearsals import AWS_ROLES, KUBE_ROLES, Rehearsals
 
 ROLES_WITH_SCENARIOS = sorted(
     path.parents[2].name for path in REPO.glob("roles/*/molecule/default/molecule.yml")
@@ -28,11 +28,11 @@ def test_every_role_has_a_molecule_scenario() -> None:
 @pytest.mark.timeout(3000)  # an AWS scenario may wait for the background rehearsals
 @pytest.mark.parametrize(
     "role",
-    [pytest.param(role, marks=[pytest.mark.emulator, pytest.mark.rehearsal] if role in AWS_ROLES else [])
+    [pytest.param(role, marks=[pytest.mark.emulator, pytest.mark.rehearsal] if role in AWS_ROLES + KUBE_ROLES else [])
      for role in ROLES_WITH_SCENARIOS],
 )  # fmt: skip
 def test_molecule_scenario(role: str, request: pytest.FixtureRequest) -> None:
-    if role in AWS_ROLES:
+    if role in AWS_ROLES + KUBE_ROLES:
         rehearsals: Rehearsals = request.getfixturevalue("rehearsals")
         aws_result = rehearsals.molecule(role)
         output = aws_result.stdout + aws_result.stderr

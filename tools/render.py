@@ -293,7 +293,9 @@ def _render(
     """Every object of one application, as one YAML stream in a stable order."""
     with helm.Chart.load(chart_dir) as chart:
         try:
-            manifests = chart.render(merged, name=app.name, namespace=app.namespace, is_install=True)
+            manifests = chart.render(
+                merged, name=app.name, namespace=app.namespace, is_install=True
+            )
         except helm.HelmError as error:
             message = str(error)
             found = FAILED_KEY.search(message)

@@ -307,7 +307,9 @@ def check(result: Plan, repo: Path) -> None:
                     problems.append(f"Application {name}: chart {source['chart']} version "
                                     f"{version or '(none)'!s} is not pinned (x.y.z)")  # fmt: skip
             elif source.get("path") and not (repo / source["path"]).is_dir():
-                problems.append(f"Application {name}: path {source['path']} is not in the repository")
+                problems.append(
+                    f"Application {name}: path {source['path']} is not in the repository"
+                )
             elif source.get("path"):
                 # Optional values files may be missing (ignoreMissingValueFiles), but not the
                 # environment's: without it the charts have no values for this cluster.
@@ -320,7 +322,8 @@ def check(result: Plan, repo: Path) -> None:
         namespace = destination.get("namespace", "")
         server = destination.get("server", IN_CLUSTER)
         if not any(
-            _allowed(namespace, [d.get("namespace", "")]) and _allowed(server, [d.get("server", "*")])
+            _allowed(namespace, [d.get("namespace", "")])
+            and _allowed(server, [d.get("server", "*")])
             for d in spec.get("destinations") or []
         ):
             problems.append(f"Application {name}: destination namespace {namespace} is outside "

@@ -18,11 +18,14 @@ import boto3
 
 from tests.support.paths import BIN, REPO
 from valuecanvas.localdev.emulator import aws_emulator
+from valuecanvas.localdev.kube_standin import kube_standin
 
 SANDBOX = REPO / "inventories" / "sandbox"
 AWS_ROLES = sorted(
     path.parents[2].name for path in REPO.glob("roles/aws_*/molecule/default/molecule.yml")
 )
+# Rehearsed in the background too, against the Kubernetes API stand-in.
+KUBE_ROLES = ["argocd_bootstrap"]
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -37,11 +40,12 @@ def make(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.Compl
 
 
 def playbook(
-    *args: str, endpoint: str | None = None, inventory: Path = SANDBOX
+    *args: str, endpoint: str | None = None, inventory: Path = SANDBOX, kube: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     extra = ["-e", f"aws_common_endpoint_url={endpoint}"] if endpoint else []
+    env = tool_env(VALUECANVAS_KUBE_ENDPOINT=kube) if kube else tool_env()
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), *extra, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=1800, env=tool_env())  # fmt: skip
+                          capture_output=True, text=True, timeout=1800, env=env)  # fmt: skip
 
 
 def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
@@ -102,7 +106,8 @@ def sandbox_lifecycle(workdir: Path) -> Lifecycle:
     """check on empty, provision, rerun, check on provisioned, teardown: in order, stopping at
     the first failure (the test reports it)."""
     lifecycle = Lifecycle()
-    with aws_emulator(workdir / "moto-lifecycle.log") as endpoint:
+    with (aws_emulator(workdir / "moto-lifecycle.log") as endpoint,
+          kube_standin(workdir / "kube-lifecycle.log") as kube):  # fmt: skip
         for name, args in [
             ("plan", ("site.yml", "--check")),
             ("provision", ("site.yml",)),
@@ -110,7 +115,7 @@ def sandbox_lifecycle(workdir: Path) -> Lifecycle:
             ("check", ("site.yml", "--check")),
             ("teardown", ("playbooks/teardown.yml",)),
         ]:
-            result = playbook(*args, endpoint=endpoint)
+            result = playbook(*args, endpoint=endpoint, kube=kube)
             lifecycle.steps[name] = Step(name, result, tagged(endpoint))
             if result.returncode != 0:
                 break
@@ -121,6 +126,11 @@ def molecule_scenario(role: str, workdir: Path) -> subprocess.CompletedProcess[s
     # A fresh emulator has nothing: forget that an earlier run already prepared the scenario.
     subprocess.run([str(BIN / "molecule"), "reset", "--scenario-name", "default"], cwd=REPO / "roles" / role,
                    capture_output=True, timeout=300, env=tool_env(), check=True)  # fmt: skip
+    if role in KUBE_ROLES:
+        with kube_standin(workdir / f"kube-{role}.log") as kube:
+            return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
+                                  capture_output=True, text=True, timeout=1800,
+                                  env=tool_env(VALUECANVAS_KUBE_ENDPOINT=kube))  # fmt: skip
     with aws_emulator(workdir / f"moto-{role}.log") as endpoint:
         return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
                               capture_output=True, text=True, timeout=1800,
@@ -133,7 +143,7 @@ class Rehearsals:
     def __init__(self, workdir: Path) -> None:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rehearsal")
         jobs: dict[str, Callable[[], object]] = {"lifecycle": lambda: sandbox_lifecycle(workdir)}
-        for role in AWS_ROLES:
+        for role in AWS_ROLES + KUBE_ROLES:
             jobs[role] = lambda role=role: molecule_scenario(role, workdir)  # type: ignore[misc]
         self.futures: dict[str, Future[object]] = {
             name: self.pool.submit(job) for name, job in jobs.items()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from valuecanvas.localdev import kube_standin
 from valuecanvas.localdev.postgres import free_port
 
 BIN = Path(sys.executable).parent
@@ -68,12 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start the AWS emulator in the background.")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--state-dir", type=Path, default=Path(".state"))
+    parser.add_argument("--kube-port", type=int, default=6443)
     args = parser.parse_args(argv)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    # The sandbox's cluster has no API in the emulator: the argocd_bootstrap role talks to
+    # the Kubernetes API stand-in instead (inventories/sandbox/group_vars/all/argocd.yml).
+    kube = f"http://127.0.0.1:{args.kube_port}"
+    if kube_standin.answers(kube):
+        print(f"Kubernetes API stand-in already answering on {kube}")
+    else:
+        try:
+            process = kube_standin.start(
+                args.kube_port, args.state_dir / "kube-standin.log", detach=True
+            )
+        except RuntimeError as exc:
+            print(f"emulator: {exc}", file=sys.stderr)
+            return 1
+        (args.state_dir / "kube-standin.pid").write_text(f"{process.pid}\n")
+        print(f"Kubernetes API stand-in on {kube} (in memory)")
     endpoint = f"http://127.0.0.1:{args.port}"
     if answers(endpoint):
         print(f"emulator already answering on {endpoint}")
         return 0
-    args.state_dir.mkdir(parents=True, exist_ok=True)
     log = args.state_dir / "emulator.log"
     process = _start(args.port, log, detach=True)
     try:

@@ -3,7 +3,7 @@ resources the argocd_bootstrap role applies, plus a stand-in for Argo CD's appli
 controller. There is no API server, and no Argo CD, on this machine; this is their
 counterpart of moto. Used by the role's molecule scenario and by the tests::
 
-    python -m valuecanvas.localdev.kube_standin --port 6443 --pid-file .state/kube.pid
+    python -m valuecanvas.localdev.kube_standin --port 6443    (make emulator starts it)
 
 What it is not: kmock stores objects as JSON and merges patches key by key (no strategic
 merge, no server-side apply field ownership, no admission, no validation). The "Argo CD"
@@ -18,14 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import copy
 import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
+import httpx
 import kmock
-from kmock._internal import parsing
+from kmock._internal import dicts, parsing
 
 _parse_path = parsing.parse_path
 
@@ -67,8 +72,6 @@ APPLICATIONS = kmock.resource("argoproj.io", "v1alpha1", "applications")
 STAND_IN = "stand-in for Argo CD's application controller (no Argo CD on this machine)"
 
 
-
-
 def _resource(name: str) -> kmock.resource:
     group_version, plural = name.rsplit("/", 1)
     group, _, version = group_version.rpartition("/")
@@ -76,21 +79,40 @@ def _resource(name: str) -> kmock.resource:
 
 
 KINDS = {_resource(name): kind for name, kind, _namespaced in RESOURCES}
-CLUSTER_SCOPED = frozenset(_resource(name) for name, _kind, namespaced in RESOURCES if not namespaced)
+CLUSTER_SCOPED = frozenset(
+    _resource(name) for name, _kind, namespaced in RESOURCES if not namespaced
+)
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """kmock's emulator, plus what the API server does with a cluster-scoped object that
-    names a namespace (kubernetes.core sets one on everything it applies): ignores it."""
+    """kmock's emulator, plus two things the API server does that kubernetes.core relies
+    on: a cluster-scoped object that names a namespace (kubernetes.core sets one on
+    everything it applies) has it ignored; and a dry run (``?dryRun=All``, what check mode
+    sends) answers what would be stored and stores nothing."""
 
     async def _handle(self, request: Any) -> Any:
         if request.resource in CLUSTER_SCOPED and isinstance(request.data, dict):
             request.data.get("metadata", {}).pop("namespace", None)
+        if request.resource is not None and "dryRun" in request.params:
+            return self._dry_run(request)
         return await super()._handle(request)
+
+    def _dry_run(self, request: Any) -> aiohttp.web.Response:
+        if request.action == kmock.action.CREATE:
+            return aiohttp.web.json_response(request.data, status=201)
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "code": 404,
+                                              "status": "Failure", "reason": "NotFound"}, status=404)  # fmt: skip
+        current = copy.deepcopy(self.objects[key].raw)
+        if request.action == kmock.action.UPDATE:
+            return aiohttp.web.json_response(dicts.patch_dict(current, request.data or {}))
+        return aiohttp.web.json_response(current)
 
     async def _serve_list(self, request: Any) -> Any:
         """A list names its kind, as the API server's does (the Kubernetes client needs it)."""
         listed = await super()._serve_list(request)
+        assert isinstance(listed, dict)  # kmock's list: {"metadata": ..., "items": [...]}
         resource = request.resource
         api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
         return {"apiVersion": api_version, "kind": f"{KINDS.get(resource, 'Object')}List", **listed}
@@ -142,14 +164,51 @@ async def serve(port: int, health: str, ready: asyncio.Event | None = None) -> N
             await task
 
 
+def answers(endpoint: str) -> bool:
+    try:
+        return httpx.get(f"{endpoint}/version", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def start(
+    port: int, log: Path, *, health: str = "Healthy", detach: bool = False
+) -> subprocess.Popen[bytes]:
+    """The stand-in in its own process, on 127.0.0.1:port; returns once it answers."""
+    endpoint = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, "--port", str(port), "--health", health],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=detach,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not answers(endpoint):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.terminate()
+            raise RuntimeError(f"the Kubernetes API stand-in did not start; see {log}")
+        time.sleep(0.1)
+    return process
+
+
+@contextlib.contextmanager
+def kube_standin(log: Path, *, health: str = "Healthy") -> Iterator[str]:
+    """Start the stand-in on a free loopback port; yield its endpoint; stop it."""
+    from valuecanvas.localdev.postgres import free_port
+
+    port = free_port()
+    process = start(port, log, health=health)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--health", choices=["Healthy", "Degraded"], default="Healthy")
-    parser.add_argument("--pid-file", type=Path)
     args = parser.parse_args(argv)
-    if args.pid_file:
-        args.pid_file.write_text(f"{os.getpid()}\n")
     print(f"Kubernetes API stand-in (kmock) on http://127.0.0.1:{args.port}", file=sys.stderr)
     asyncio.run(serve(args.port, args.health))
 

@@ -101,9 +101,11 @@ def main():
             raise gitops.GitOpsError(
                 "the cluster secret lacks what argocd/root/ reads: " + ", ".join(missing)
             )
+        # The root first: it is what the role applies itself.
+        documents = gitops.load_documents(repo_dir / gitops.ROOT_DIR)
+        projects = {d["metadata"]["name"]: d for d in documents if d.get("kind") == "AppProject"}
+        gitops.check(gitops.Plan(projects, [], [module.params["root_application"]]), repo_dir)
         plan = gitops.plan(repo_dir, cluster)
-        root = module.params["root_application"]
-        gitops.check(gitops.Plan(plan.projects, [], [root]), repo_dir)
         chart = argocd_chart(
             plan, module.params["self_managed"], repo_dir, cluster.labels.get("environment", "")
         )

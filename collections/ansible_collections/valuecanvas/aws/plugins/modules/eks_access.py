@@ -1,13 +1,14 @@
 #!/usr/bin/python
-"""A bearer token for an EKS cluster's API, from STS (what `aws eks get-token` prints)."""
+"""How to reach an EKS cluster's API: its endpoint, its CA, and a bearer token from STS
+(what `aws eks get-token` prints)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: eks_token
-short_description: A bearer token for an EKS cluster's Kubernetes API
+module: eks_access
+short_description: The endpoint, CA and a bearer token of an EKS cluster's Kubernetes API
 description:
-  - Presigns an STS GetCallerIdentity request for the cluster (the x-k8s-aws-id header),
+  - Describes the cluster (its endpoint and CA; exists is false when there is none), and presigns an STS GetCallerIdentity request for the cluster (the x-k8s-aws-id header),
     as aws-iam-authenticator and `aws eks get-token` do, and returns it as an EKS token
     (k8s-aws-v1.<base64url>). Nothing is sent to AWS; the API server checks the signature
     with STS. The token lives 15 minutes (EKS's limit); it is never logged.
@@ -23,8 +24,20 @@ extends_documentation_fragment:
 """
 
 RETURN = r"""
+exists:
+  description: Whether the cluster exists.
+  returned: always
+  type: bool
+endpoint:
+  description: The API endpoint (empty when the cluster does not exist).
+  returned: always
+  type: str
+certificate_authority:
+  description: The cluster's CA, base64 (empty when the cluster does not exist).
+  returned: always
+  type: str
 token:
-  description: The bearer token (no_log).
+  description: The bearer token (no_log; empty when the cluster does not exist).
   returned: always
   type: str
 """
@@ -33,7 +46,7 @@ import base64
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-TOKEN_PREFIX = "k8s-aws-v1."
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - the token format's prefix, not a secret
 CLUSTER_HEADER = "x-k8s-aws-id"
 LIFETIME_SECONDS = 60  # the presigned URL's own expiry; EKS accepts the token 15 minutes
 
@@ -58,11 +71,24 @@ def main():
         argument_spec={"cluster_name": {"type": "str", "required": True}},
         supports_check_mode=True,
     )
-    client = module.client("sts")
-    url = presign(client, module.params["cluster_name"])
+    name = module.params["cluster_name"]
+    eks = module.client("eks")
+    try:
+        cluster = eks.describe_cluster(name=name)["cluster"]
+    except eks.exceptions.ResourceNotFoundException:
+        module.exit_json(
+            changed=False, exists=False, endpoint="", certificate_authority="", token=""
+        )
+    url = presign(module.client("sts"), name)
     token = TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
     module.no_log_values.add(token)
-    module.exit_json(changed=False, token=token)
+    module.exit_json(
+        changed=False,
+        exists=True,
+        endpoint=cluster.get("endpoint", ""),
+        certificate_authority=(cluster.get("certificateAuthority") or {}).get("data", ""),
+        token=token,
+    )
 
 
 if __name__ == "__main__":
