@@ -75,6 +75,10 @@ def known_variables() -> set[str]:
     for path in REPO.glob("roles/*/meta/argument_specs.yml"):
         for spec in (yaml.safe_load(path.read_text())["argument_specs"]).values():
             names.update(spec.get("options", {}))
+    # The cluster secret's annotations (argocd/clusters/: what the argocd_bootstrap role
+    # writes; some are named like the facts they come from).
+    for path in REPO.glob("argocd/clusters/*.yaml"):
+        names.update(yaml.safe_load(path.read_text())["metadata"]["annotations"])
     return names
 
 

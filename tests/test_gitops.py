@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -244,6 +245,17 @@ def test_the_addons_get_their_values_from_the_cluster_secret() -> None:
         "vpcId": annotations["aws_vpc_id"],
         "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn": annotations["aws_load_balancer_controller_role_arn"],
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_cluster_secret_names_every_service_accounts_role(env: str) -> None:
+    annotations = secret(env)["metadata"]["annotations"]
+    roles = json.loads(annotations["service_role_arns"])
+
+    assert set(roles) == set(catalogue()) | {"migrations"}
+    for account, arn in roles.items():
+        assert arn == annotations["aws_service_role_arn_prefix"] + account
+        assert arn.startswith(f"arn:aws:iam::{annotations['aws_account_id']}:role/valuecanvas/{env}/")
 
 
 def test_adding_a_service_takes_its_chart_folder(tmp_path: Path) -> None:
