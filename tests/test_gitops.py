@@ -255,7 +255,9 @@ def test_each_cluster_secret_names_every_service_accounts_role(env: str) -> None
     assert set(roles) == set(catalogue()) | {"migrations"}
     for account, arn in roles.items():
         assert arn == annotations["aws_service_role_arn_prefix"] + account
-        assert arn.startswith(f"arn:aws:iam::{annotations['aws_account_id']}:role/valuecanvas/{env}/")
+        assert arn.startswith(
+            f"arn:aws:iam::{annotations['aws_account_id']}:role/valuecanvas/{env}/"
+        )
 
 
 def test_adding_a_service_takes_its_chart_folder(tmp_path: Path) -> None:
