@@ -21,6 +21,7 @@ import yaml
 
 from tests.support.paths import REPO
 from tests.support.rehearsals import make
+from valuecanvas import gitops
 from valuecanvas.catalogue import catalogue
 from valuecanvas.registry import SERVICES
 
@@ -78,8 +79,7 @@ def of_kind(folder: Path, kind: str) -> dict[str, dict[str, Any]]:
 
 def annotations(env: str) -> dict[str, str]:
     """The provisioning outputs the cluster secret carries (argocd/clusters/<env>.yaml)."""
-    secret = yaml.safe_load((REPO / "argocd" / "clusters" / f"{env}.yaml").read_text())
-    return dict(secret["metadata"]["annotations"])
+    return dict(gitops.load_cluster(REPO, env).annotations)
 
 
 def pod_specs(folder: Path) -> dict[str, dict[str, Any]]:

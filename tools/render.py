@@ -18,7 +18,6 @@ values can show (a required key nobody set, HPA min above max) names the key and
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import shutil
@@ -34,10 +33,9 @@ import helm_python as helm
 import jsonschema
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "services"))  # valuecanvas.gitops, without the package installed
+from valuecanvas import gitops
 
-from valuecanvas import gitops  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 APPS = REPO / "apps"
 ENVIRONMENTS = tuple(sorted(path.stem for path in (REPO / gitops.CLUSTERS_DIR).glob("*.yaml")))
@@ -125,24 +123,10 @@ def parameters_values(parameters: Iterable[tuple[str, str]]) -> dict[str, Any]:
     for name, value in parameters:
         escaped = value.replace(",", "\\,")
         try:
-            values = merge(values, helm.parse_set_string(f"{name}={escaped}"))
+            values = gitops.merge_values(values, helm.parse_set_string(f"{name}={escaped}"))
         except helm.HelmError as error:
             raise RenderError(f"parameter {name}: {error}") from error
     return values
-
-
-def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing of values files: maps merge key by key, anything else is replaced,
-    and null deletes."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def relaxed(schema: Any) -> Any:
@@ -228,7 +212,7 @@ def values_for(app: App) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any
     merged: dict[str, Any] = {}
     for path, values in layers:
         check_file(path, values, schema)
-        merged = merge(merged, values)
+        merged = gitops.merge_values(merged, values)
     # The merged values against the full schema (jsonschema names the key; Helm checks the
     # same schema again when it renders).
     validator = jsonschema.Draft202012Validator(schema)

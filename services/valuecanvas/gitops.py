@@ -107,6 +107,20 @@ def load_documents(directory: Path) -> list[dict[str, Any]]:
     return documents
 
 
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing of values files: maps merge key by key, anything else is replaced,
+    and null deletes. (tools/render.py and the helm_template module pass values this way.)"""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 # ---- the generators ------------------------------------------------------------------
 
 
@@ -263,16 +277,17 @@ class Plan:
     applications: list[dict[str, Any]]
 
 
-def plan(repo: Path, cluster: Cluster) -> Plan:
+def plan(repo: Path, cluster: Cluster, *, also: Iterable[dict[str, Any]] = ()) -> Plan:
+    """What the root makes on ``cluster``, checked; ``also``: Applications applied
+    directly (the root itself), checked with them but not part of the result."""
     documents = load_documents(repo / ROOT_DIR)
     projects = {d["metadata"]["name"]: d for d in documents if d.get("kind") == "AppProject"}
     appsets = [d for d in documents if d.get("kind") == "ApplicationSet"]
     applications = [d for d in documents if d.get("kind") == "Application"]
     for appset in appsets:
         applications += expand(appset, [cluster], repo)
-    result = Plan(projects, appsets, applications)
-    check(result, repo)
-    return result
+    check(Plan(projects, appsets, [*also, *applications]), repo)
+    return Plan(projects, appsets, applications)
 
 
 def sources(app: Mapping[str, Any]) -> list[dict[str, Any]]:

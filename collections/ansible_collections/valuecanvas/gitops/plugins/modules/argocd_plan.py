@@ -101,11 +101,8 @@ def main():
             raise gitops.GitOpsError(
                 "the cluster secret lacks what argocd/root/ reads: " + ", ".join(missing)
             )
-        # The root first: it is what the role applies itself.
-        documents = gitops.load_documents(repo_dir / gitops.ROOT_DIR)
-        projects = {d["metadata"]["name"]: d for d in documents if d.get("kind") == "AppProject"}
-        gitops.check(gitops.Plan(projects, [], [module.params["root_application"]]), repo_dir)
-        plan = gitops.plan(repo_dir, cluster)
+        # The root (which the role applies itself) is checked first, with the rest.
+        plan = gitops.plan(repo_dir, cluster, also=[module.params["root_application"]])
         chart = argocd_chart(
             plan, module.params["self_managed"], repo_dir, cluster.labels.get("environment", "")
         )

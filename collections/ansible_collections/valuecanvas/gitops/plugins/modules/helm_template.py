@@ -65,6 +65,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     import helm_python as helm
     import yaml
+
+    from valuecanvas import gitops
 except ImportError:  # pragma: no cover - the playbook's own Python has them
     helm = None
 
@@ -72,20 +74,10 @@ PINNED = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 ORDER = {"Namespace": 0, "CustomResourceDefinition": 1}
 
 
-def merge(base, override):
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def render(module, chart_dir):
     values = {}
     for path in module.params["value_files"]:
-        values = merge(values, yaml.safe_load(Path(path).read_text()) or {})
+        values = gitops.merge_values(values, yaml.safe_load(Path(path).read_text()) or {})
     with helm.Chart.load(chart_dir) as chart:
         manifests = chart.render(
             values,
