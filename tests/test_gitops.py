@@ -476,3 +476,69 @@ def test_teardown_removes_the_applications_and_the_cluster_secret(standin: str) 
     assert down.returncode == 0, (down.stdout + down.stderr)[-3000:]
     assert objects(standin, "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications") == []
     assert objects(standin, "/api/v1/namespaces/argocd/secrets") == []
+
+
+# ---- Argo CD's own values, and the EKS access the role connects with ----------------------
+
+
+def test_argo_cd_is_highly_available_in_production_with_metrics_and_notifications() -> None:
+    values = yaml.safe_load((REPO / "argocd/addons/argo-cd/values.yaml").read_text())
+    production = yaml.safe_load((REPO / "argocd/addons/argo-cd/values-production.yaml").read_text())
+
+    assert production["redis-ha"]["enabled"] is True
+    assert production["redis"]["enabled"] is False
+    assert production["server"]["autoscaling"]["minReplicas"] >= 2
+    assert production["repoServer"]["autoscaling"]["minReplicas"] >= 2
+    assert production["applicationSet"]["replicas"] >= 2
+    for component in (
+        "controller",
+        "server",
+        "repoServer",
+        "applicationSet",
+        "redis",
+        "notifications",
+    ):
+        assert values[component]["metrics"]["enabled"] is True, component
+    notifications = values["notifications"]
+    subscribed = {t for s in notifications["subscriptions"] for t in s["triggers"]}
+    assert subscribed == {"on-sync-failed", "on-health-degraded"}
+    assert {f"trigger.{t}" for t in subscribed} <= set(notifications["triggers"])
+    assert "$slack-webhook-url" in notifications["notifiers"]["service.webhook.slack"]
+
+
+@pytest.mark.platform
+@pytest.mark.emulator
+def test_eks_access_gives_the_endpoint_ca_and_an_sts_token(tmp_path: Path) -> None:
+    import boto3
+
+    from valuecanvas.localdev.emulator import aws_emulator
+
+    def access(endpoint: str, name: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [str(BIN / "ansible"), "localhost", "-i", "inventories/sandbox", "-o",
+             "-m", "valuecanvas.aws.eks_access",
+             "-a", f"cluster_name={name} endpoint_url={endpoint} region=us-east-1 "
+                   "access_key=testing secret_key=testing"],
+            cwd=REPO, capture_output=True, text=True, timeout=300, env=tool_env(),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-2000:]
+        found: dict[str, Any] = json.loads(result.stdout[result.stdout.index("{") :])
+        return found
+
+    with aws_emulator(tmp_path / "moto.log") as endpoint:
+        eks = boto3.client("eks", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        made = eks.create_cluster(name="tokens", roleArn="arn:aws:iam::123456789012:role/eks",
+                                  resourcesVpcConfig={"subnetIds": []})["cluster"]  # fmt: skip
+        found = access(endpoint, "tokens")
+        missing = access(endpoint, "no-such-cluster")
+
+    assert found["exists"] is True
+    assert found["endpoint"] == made["endpoint"]
+    assert found["certificate_authority"] == made.get("certificateAuthority", {}).get("data", "")
+    prefix, _, encoded = found["token"].partition(".")
+    assert prefix == "k8s-aws-v1"
+    url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    assert "Action=GetCallerIdentity" in url
+    assert "x-k8s-aws-id" in url.split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    assert missing == {**missing, "exists": False, "endpoint": "", "token": ""}

@@ -8,10 +8,12 @@ DOCUMENTATION = r"""
 module: eks_access
 short_description: The endpoint, CA and a bearer token of an EKS cluster's Kubernetes API
 description:
-  - Describes the cluster (its endpoint and CA; exists is false when there is none), and presigns an STS GetCallerIdentity request for the cluster (the x-k8s-aws-id header),
-    as aws-iam-authenticator and `aws eks get-token` do, and returns it as an EKS token
-    (k8s-aws-v1.<base64url>). Nothing is sent to AWS; the API server checks the signature
-    with STS. The token lives 15 minutes (EKS's limit); it is never logged.
+  - Describes the cluster (its endpoint and CA; exists is false when there is none), and
+    presigns an STS GetCallerIdentity request for the cluster (the x-k8s-aws-id header), as
+    aws-iam-authenticator and `aws eks get-token` do, returned as an EKS token
+    (k8s-aws-v1.<base64url>). The token is only signed here; the API server checks it with
+    STS. The token lives 15 minutes (EKS's limit). It is returned as is (a module's
+    no_log values would be masked in its result too): call it with no_log.
 options:
   cluster_name:
     description: The EKS cluster's name.
@@ -37,7 +39,7 @@ certificate_authority:
   returned: always
   type: str
 token:
-  description: The bearer token (no_log; empty when the cluster does not exist).
+  description: The bearer token (empty when the cluster does not exist); call the module with no_log.
   returned: always
   type: str
 """
@@ -81,7 +83,6 @@ def main():
         )
     url = presign(module.client("sts"), name)
     token = TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-    module.no_log_values.add(token)
     module.exit_json(
         changed=False,
         exists=True,
