@@ -161,6 +161,7 @@ async def test_doctor_passes_on_a_migrated_database(empty_database: str) -> None
         ("database reachable", True),
         ("migrations", True),
         ("row-level security", True),
+        ("privileges", True),
         ("roles", True),
     ]
 
@@ -182,6 +183,55 @@ async def test_doctor_names_a_table_without_forced_rls_and_a_pending_migration(
     assert "public.webhooks (not forced)" in checks["row-level security"].detail
     assert not checks["migrations"].ok
     assert "0999_later.sql is pending" in checks["migrations"].detail
+
+
+async def test_a_table_added_later_is_closed_to_the_api_roles_and_named_by_doctor(
+    empty_database: str,
+) -> None:
+    """Failed on 0003's grants: anon read every table, and default privileges gave
+    authenticated insert, update and delete on any future one."""
+    await migrate(empty_database, MIGRATIONS, report=quiet)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        anon = await connection.fetch(
+            """
+            select table_name, privilege_type from information_schema.role_table_grants
+            where grantee = 'anon' and table_schema = 'public'
+            union all
+            select table_name, privilege_type from information_schema.column_privileges
+            where grantee = 'anon' and table_schema = 'public'
+            """
+        )
+        await connection.execute("create table public.forgotten (id int)")
+        opened = await connection.fetchval(
+            "select array_agg(r || ':' || p) filter (where has_table_privilege(r, 'public.forgotten', p))"
+            " from unnest(array['anon', 'authenticated', 'service_role']) r,"
+            " unnest(array['select', 'insert', 'update', 'delete']) p"
+        )
+        await connection.execute("grant select on public.teams to anon")
+        checks = {check.name: check for check in await run_checks(empty_database, MIGRATIONS)}
+    finally:
+        await connection.close()
+
+    assert [tuple(row) for row in anon] == []
+    assert opened is None
+    assert "public.forgotten (not enabled, not forced)" in checks["row-level security"].detail
+    assert checks["privileges"].detail == "anon has SELECT on public.teams"
+
+
+async def test_doctor_names_default_privileges_that_open_future_tables(empty_database: str) -> None:
+    await migrate(empty_database, MIGRATIONS, report=quiet)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute(
+            "alter default privileges in schema public grant insert on tables to authenticated"
+        )
+        checks = {check.name: check for check in await run_checks(empty_database, MIGRATIONS)}
+    finally:
+        await connection.close()
+
+    assert not checks["privileges"].ok
+    assert "give authenticated INSERT by default" in checks["privileges"].detail
 
 
 async def test_doctor_flags_a_login_role_that_inherits_service_role(empty_database: str) -> None:

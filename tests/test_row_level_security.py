@@ -1,8 +1,9 @@
 """Row-level security on every one of the 18 tables, through the services' own path:
 a non-superuser login role and :func:`caller_transaction` setting role and claims.
 
-Two organizations (A and B) and one user of each kind: an admin of A, a member of A, an
-admin of B (the cross-organization attacker), a signed-in outsider, and anon. For every
+Two organizations (A and B) and one user of each kind: an owner, an admin, a member and a
+viewer of A, an admin of B (the cross-organization attacker), a signed-in outsider, and
+anon. For every
 table, each of them tries to SELECT, INSERT, UPDATE and DELETE organization A's fixture
 row; the matrix below says exactly which must succeed. Everything else must return nothing
 or fail. Each attempt is rolled back, so attempts do not influence each other.
@@ -20,21 +21,26 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.support.rows import add_member, add_organization
 from tests.support.servers import Database
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.identity import Identity
 
 ORG_A, ORG_B = uuid.uuid4(), uuid.uuid4()
-ADMIN_A, MEMBER_A, ADMIN_B, OUTSIDER, SPARE, NEWCOMER = (uuid.uuid4() for _ in range(6))
-ACTORS = ("admin_a", "member_a", "admin_b", "outsider", "anon")
+OWNER_A, ADMIN_A, MEMBER_A, VIEWER_A, ADMIN_B, OUTSIDER, SPARE, NEWCOMER = (
+    uuid.uuid4() for _ in range(8)
+)
+ACTORS = ("owner_a", "admin_a", "member_a", "viewer_a", "admin_b", "outsider", "anon")
 
 
 def identity(actor: str) -> Identity:
     if actor == "anon":
         return Identity(user_id=None, organization_id=None, role="anon", via="user_token")
     user, organization = {
+        "owner_a": (OWNER_A, ORG_A),
         "admin_a": (ADMIN_A, ORG_A),
         "member_a": (MEMBER_A, ORG_A),
+        "viewer_a": (VIEWER_A, ORG_A),
         "admin_b": (ADMIN_B, ORG_B),
         "outsider": (OUTSIDER, None),
         "newcomer": (NEWCOMER, None),
@@ -85,7 +91,8 @@ def _invoice_number() -> str:
     return f"INV-{uuid.uuid4().hex[:8].upper()}"
 
 
-MEMBERS_READ_ADMINS_MANAGE = {"admin_a": "SIUD", "member_a": "S"}
+MEMBERS_READ_ADMINS_MANAGE = {"owner_a": "SIUD", "admin_a": "SIUD", "member_a": "S", "viewer_a": "S"}
+ADMINS_ONLY = {"owner_a": "S", "admin_a": "S"}
 
 CASES = [
     TableCase(
@@ -94,19 +101,27 @@ CASES = [
         lambda o: {"id": o.id, "name": f"Org {o.id}", "slug": f"org-{o.id.hex[:8]}"},
         lambda actor: {"name": "New", "slug": f"new-{uuid.uuid4().hex[:8]}"},
         "name = name || '!'",
-        {"admin_a": "SU", "member_a": "S"},
+        {"owner_a": "SU", "admin_a": "SU", "member_a": "S", "viewer_a": "S"},
     ),
     TableCase(
         "organization_members",
         ("organization_id", "user_id"),
         lambda o: (
-            {"organization_id": o.id, "user_id": o.starter, "role": "member"}
+            {"organization_id": o.id, "user_id": o.starter, "role": "member", "status": "active"}
             if o.id == ORG_A
-            else {"organization_id": o.id, "user_id": SPARE, "role": "member"}
+            else {"organization_id": o.id, "user_id": SPARE, "role": "member", "status": "active"}
         ),
-        lambda actor: {"organization_id": ORG_A, "user_id": OUTSIDER, "role": "member"},
+        # An invitation (admins may make nothing else).
+        lambda actor: {
+            "organization_id": ORG_A,
+            "user_id": OUTSIDER,
+            "role": "member",
+            "status": "invited",
+            "invited_by": uid(actor),
+        },
         "role = 'viewer'",
-        MEMBERS_READ_ADMINS_MANAGE,
+        # The fixture row is member_a's own membership: they may leave.
+        {**MEMBERS_READ_ADMINS_MANAGE, "member_a": "SD"},
     ),
     TableCase(
         "teams",
@@ -138,7 +153,8 @@ CASES = [
         lambda o: {"user_id": o.admin, "role_id": o.role, "organization_id": o.id},
         lambda actor: {"user_id": MEMBER_A, "role_id": ORGS["A"].role, "organization_id": ORG_A},
         "granted_by = user_id",
-        {"admin_a": "SID", "member_a": "S"},  # grants are replaced, never edited
+        # grants are replaced, never edited
+        {"owner_a": "SID", "admin_a": "SID", "member_a": "S", "viewer_a": "S"},
     ),
     TableCase(
         "user_sessions",
@@ -155,8 +171,9 @@ CASES = [
             "expires_at_sql": "now() + interval '1 hour'",
         },
         "last_seen_at = now()",
-        # Only the session's own user; anyone in A may open their own session in A.
-        {"admin_a": "I", "member_a": "SIUD"},
+        # Only the session's own user reads it; sessions are made by the auth system
+        # (service_role), and revoking is the only change (test below).
+        {"member_a": "S"},
     ),
     TableCase(
         "audit_logs",
@@ -164,7 +181,8 @@ CASES = [
         lambda o: {"organization_id": o.id, "actor_user_id": o.admin, "action": "org.created"},
         lambda actor: {"organization_id": ORG_A, "actor_user_id": uid(actor), "action": "x.done"},
         "action = 'tampered'",
-        {"admin_a": "SI", "member_a": "I"},  # append-only; read by admins
+        # append-only; read by admins
+        {"owner_a": "SI", "admin_a": "SI", "member_a": "I", "viewer_a": "I"},
     ),
     TableCase(
         "integrations",
@@ -196,7 +214,7 @@ CASES = [
             "key_hash": _hex(uuid.uuid4().hex),
         },
         "name = 'renamed'",
-        {"admin_a": "SIUD"},
+        {"owner_a": "SIUD", "admin_a": "SIUD"},
     ),
     TableCase(
         "webhooks",
@@ -227,7 +245,8 @@ CASES = [
             "event_type": "value.realized",
         },
         "enabled = false",
-        {"admin_a": "I", "member_a": "SIUD"},  # as sessions
+        # one's own; anyone in A may set their own for A
+        {"owner_a": "I", "admin_a": "I", "member_a": "SIUD", "viewer_a": "I"},
     ),
     TableCase(
         "billing_invoices",
@@ -248,7 +267,7 @@ CASES = [
             "period_end": date(2026, 11, 1),
         },
         "tax_cents = 1",
-        {"admin_a": "S"},  # written by the billing system (service_role) only
+        ADMINS_ONLY,  # written by the billing system (service_role) only
     ),
     TableCase(
         "policy_enforcement",
@@ -297,8 +316,9 @@ CASES = [
             "started_by": uid(actor),
         },
         "status = 'running', started_at = now()",
-        # Members start runs; the starter (member_a here) or an admin updates; admins delete.
-        {"admin_a": "SIUD", "member_a": "SIU"},
+        # Members start runs (viewers do not); the starter (member_a here) or an admin
+        # updates; admins delete.
+        {"owner_a": "SIUD", "admin_a": "SIUD", "member_a": "SIU", "viewer_a": "S"},
     ),
     TableCase(
         "agent_audit_log",
@@ -316,7 +336,8 @@ CASES = [
             "user_id": uid(actor),
         },
         "verdict = 'fail'",
-        {"admin_a": "SI", "member_a": "SI"},  # append-only
+        # append-only, and appended by the agents only (test below): members read
+        {"owner_a": "S", "admin_a": "S", "member_a": "S", "viewer_a": "S"},
     ),
 ]
 
@@ -358,8 +379,9 @@ async def world(database: Database) -> AsyncIterator[dict[str, asyncpg.Record]]:
     owner = await asyncpg.connect(database.owner_dsn)
     rows_a: dict[str, asyncpg.Record] = {}
     try:
-        for name, user in [("admin-a", ADMIN_A), ("member-a", MEMBER_A), ("admin-b", ADMIN_B),
-                           ("outsider", OUTSIDER), ("spare", SPARE)]:  # fmt: skip
+        for name, user in [("owner-a", OWNER_A), ("admin-a", ADMIN_A), ("member-a", MEMBER_A),
+                           ("viewer-a", VIEWER_A), ("admin-b", ADMIN_B), ("outsider", OUTSIDER),
+                           ("spare", SPARE)]:  # fmt: skip
             await insert(owner, "users", {"id": user, "email": f"{name}@example.test"})
         ordered = sorted(
             CASES, key=lambda c: PARENTS_FIRST.index(c.table) if c.table in PARENTS_FIRST else 99
@@ -367,11 +389,13 @@ async def world(database: Database) -> AsyncIterator[dict[str, asyncpg.Record]]:
         for case in ordered:
             for label, org in ORGS.items():
                 if case.table == "organization_members":
-                    await insert(
-                        owner,
-                        case.table,
-                        {"organization_id": org.id, "user_id": org.admin, "role": "admin"},
-                    )
+                    people = [(org.admin, "owner" if label == "B" else "admin")]
+                    if label == "A":
+                        people += [(OWNER_A, "owner"), (VIEWER_A, "viewer")]
+                    for user, role in people:
+                        await insert(owner, case.table, {
+                            "organization_id": org.id, "user_id": user, "role": role,
+                            "status": "active"})  # fmt: skip
                 row = await insert(owner, case.table, case.fixture(org))
                 if label == "A":
                     rows_a[case.table] = row
@@ -462,14 +486,14 @@ async def test_each_actor_reaches_exactly_what_the_policies_allow(
 async def test_anon_and_other_organizations_see_none_of_a_rows(
     case: TableCase, world: dict[str, asyncpg.Record], app_pool: asyncpg.Pool
 ) -> None:
-    for actor in ("anon", "admin_b", "outsider"):
+    anon = await attempt(app_pool, "anon", lambda c: c.fetch(f"select * from public.{case.table}"))
+    assert isinstance(anon, asyncpg.InsufficientPrivilegeError), f"anon reads {case.table}"
+    for actor in ("admin_b", "outsider"):
         rows = await attempt(
             app_pool, actor, lambda c: c.fetch(f"select * from public.{case.table}")
         )
         visible_orgs = {r["organization_id"] if "organization_id" in r else r["id"] for r in rows}
         assert ORG_A not in visible_orgs, f"{actor} sees organization A's {case.table}"
-        if actor == "anon":
-            assert rows == [], f"anon sees {case.table}"
 
 
 async def test_users_read_themselves_and_colleagues_and_edit_only_themselves(
@@ -479,10 +503,11 @@ async def test_users_read_themselves_and_colleagues_and_edit_only_themselves(
         rows = await attempt(app_pool, actor, lambda c: c.fetch("select id from public.users"))
         return {row["id"] for row in rows}
 
-    assert await visible("member_a") == {ADMIN_A, MEMBER_A}
+    assert await visible("member_a") == {OWNER_A, ADMIN_A, MEMBER_A, VIEWER_A}
     assert await visible("admin_b") == {ADMIN_B, SPARE}
     assert await visible("outsider") == {OUTSIDER}
-    assert await visible("anon") == set()
+    anon = await attempt(app_pool, "anon", lambda c: c.fetch("select id from public.users"))
+    assert isinstance(anon, asyncpg.InsufficientPrivilegeError)
 
     own = await attempt(
         app_pool,
@@ -581,10 +606,235 @@ async def test_claims_do_not_carry_over_to_the_next_transaction(
         async with caller_transaction(pool, identity("anon")) as connection:
             assert await connection.fetchval("select pg_backend_pid()") == backend
             assert await connection.fetchval("select auth.uid()") is None
-            assert await connection.fetchval("select count(*) from public.api_keys") == 0
+            assert await connection.fetchval("select current_user") == "anon"
 
         async with caller_transaction(pool, identity("member_a")) as connection:
             assert await connection.fetchval("select auth.uid()") == MEMBER_A
             assert await connection.fetchval("select count(*) from public.api_keys") == 0
     finally:
         await pool.close()
+
+
+# --- The gaps of the first pass: each of these failed on migrations 0001-0005. ---
+
+
+def acting(user: uuid.UUID, organization: uuid.UUID | None) -> Identity:
+    return Identity(
+        user_id=user, organization_id=organization, role="authenticated", via="user_token"
+    )
+
+
+async def as_caller(pool: asyncpg.Pool, caller: Identity, operation: Callable[[Any], Any]) -> Any:
+    """Run one operation as ``caller`` and commit it; returns its result or its error."""
+    try:
+        async with caller_transaction(pool, caller) as connection:
+            return await operation(connection)
+    except asyncpg.PostgresError as exc:
+        return exc
+
+
+async def test_an_enrolment_by_id_grants_nothing_until_the_invited_user_accepts(
+    world: dict[str, asyncpg.Record], app_pool: asyncpg.Pool
+) -> None:
+    admin_b, member_a_in_b = acting(ADMIN_B, ORG_B), acting(MEMBER_A, ORG_B)
+
+    async def profile_seen_by_b() -> int:
+        return await as_caller(app_pool, admin_b, lambda c: c.fetchval(
+            "select count(*) from public.users where id = $1", MEMBER_A))  # fmt: skip
+
+    async def b_teams_seen_by_member_a() -> int:
+        return await as_caller(app_pool, member_a_in_b, lambda c: c.fetchval(
+            "select count(*) from public.teams where organization_id = $1", ORG_B))  # fmt: skip
+
+    # B's owner enrols organization A's member by id, as 0003 allowed.
+    enrolled = await as_caller(app_pool, admin_b, lambda c: c.execute(
+        "insert into public.organization_members (organization_id, user_id, role)"
+        " values ($1, $2, 'member')", ORG_B, MEMBER_A))  # fmt: skip
+    assert enrolled == "INSERT 0 1"  # an invitation, by default
+    assert await profile_seen_by_b() == 0
+    assert await b_teams_seen_by_member_a() == 0
+
+    # Neither an active membership nor a forged acceptance can be made by the admin.
+    forged = await as_caller(app_pool, admin_b, lambda c: c.execute(
+        "insert into public.organization_members (organization_id, user_id, role, status)"
+        " values ($1, $2, 'member', 'active')", ORG_B, VIEWER_A))  # fmt: skip
+    activated = await as_caller(app_pool, admin_b, lambda c: c.execute(
+        "update public.organization_members set status = 'active'"
+        " where organization_id = $1 and user_id = $2", ORG_B, MEMBER_A))  # fmt: skip
+    assert isinstance(forged, asyncpg.InsufficientPrivilegeError)
+    assert isinstance(activated, asyncpg.InsufficientPrivilegeError)
+    assert "only the invited user" in str(activated)
+
+    # The invited user sees the invitation, cannot raise its role while accepting, accepts.
+    invitations = await as_caller(app_pool, acting(MEMBER_A, ORG_A), lambda c: c.fetch(
+        "select organization_id, role, status from public.organization_members"
+        " where user_id = $1 order by status", MEMBER_A))  # fmt: skip
+    assert [tuple(row) for row in invitations] == [
+        (ORG_A, "member", "active"), (ORG_B, "member", "invited")]  # fmt: skip
+    promoted = await as_caller(app_pool, member_a_in_b, lambda c: c.execute(
+        "update public.organization_members set status = 'active', role = 'owner'"
+        " where organization_id = $1 and user_id = $2", ORG_B, MEMBER_A))  # fmt: skip
+    assert isinstance(promoted, asyncpg.InsufficientPrivilegeError)
+    accepted = await as_caller(app_pool, member_a_in_b, lambda c: c.fetchrow(
+        "update public.organization_members set status = 'active'"
+        " where organization_id = $1 and user_id = $2 returning role, accepted_at",
+        ORG_B, MEMBER_A))  # fmt: skip
+    assert accepted["role"] == "member" and accepted["accepted_at"] is not None
+    assert await profile_seen_by_b() == 1
+    assert await b_teams_seen_by_member_a() == 1
+
+
+async def test_a_user_reads_and_revokes_their_sessions_and_nothing_else(
+    world: dict[str, asyncpg.Record], app_pool: asyncpg.Pool
+) -> None:
+    member = acting(MEMBER_A, ORG_A)
+    session = world["user_sessions"]["id"]
+
+    def run(statement: str, *args: Any) -> Any:
+        return as_caller(app_pool, member, lambda c: c.execute(statement, *args))
+
+    extended = await run(
+        "update public.user_sessions set expires_at = now() + interval '10 years' where id = $1",
+        session,
+    )
+    opened = await run(
+        "insert into public.user_sessions (user_id, expires_at) values ($1, now() + interval '1 day')",
+        MEMBER_A,
+    )
+    deleted = await run("delete from public.user_sessions where id = $1", session)
+    future_revocation = await run(
+        "update public.user_sessions set revoked_at = now() + interval '1 year' where id = $1",
+        session,
+    )
+    revoked = await run("update public.user_sessions set revoked_at = now() where id = $1", session)
+    revived = await run("update public.user_sessions set revoked_at = null where id = $1", session)
+
+    assert isinstance(extended, asyncpg.InsufficientPrivilegeError)
+    assert isinstance(opened, asyncpg.InsufficientPrivilegeError)
+    assert isinstance(deleted, asyncpg.InsufficientPrivilegeError)
+    assert isinstance(future_revocation, asyncpg.InsufficientPrivilegeError)
+    assert revoked == "UPDATE 1"
+    assert revived == "UPDATE 0"  # a revoked session is no longer the user's to change
+
+    service = Identity(user_id=None, organization_id=None, role="service_role", via="internal_token")
+    revived_by_service = await as_caller(app_pool, service, lambda c: c.execute(
+        "update public.user_sessions set revoked_at = null where id = $1", session))  # fmt: skip
+    assert isinstance(revived_by_service, asyncpg.InsufficientPrivilegeError)
+    assert "cannot be revived" in str(revived_by_service)
+
+
+def agent(name: str, user: uuid.UUID = MEMBER_A) -> Identity:
+    return Identity(
+        user_id=user, organization_id=ORG_A, role="authenticated", via="internal_token",
+        actor=name)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("caller", "entry_agent", "allowed"),
+    [
+        (acting(VIEWER_A, ORG_A), "integrity", False),
+        (acting(MEMBER_A, ORG_A), "target", False),
+        # A user token that carries an act claim of its own is still a user token.
+        (Identity(user_id=MEMBER_A, organization_id=ORG_A, role="authenticated",
+                  via="user_token", actor="integrity"), "integrity", False),  # fmt: skip
+        (agent("target"), "target", True),
+        (agent("target"), "integrity", False),  # an agent cannot sign for another
+        (agent("api-gateway"), "orchestrator", False),  # not an agent
+        (agent("target", user=ADMIN_B), "target", False),  # B's user acting in A
+        (Identity(user_id=None, organization_id=None, role="service_role",
+                  via="internal_token"), "integrity", True),  # fmt: skip
+    ],
+    ids=["viewer", "member", "user-token-with-act", "agent", "agent-as-another",
+         "gateway", "outsider-through-agent", "service-role"],  # fmt: skip
+)
+async def test_only_the_agents_append_agent_audit_entries(
+    caller: Identity,
+    entry_agent: str,
+    allowed: bool,
+    world: dict[str, asyncpg.Record],
+    app_pool: asyncpg.Pool,
+) -> None:
+    user = caller.user_id or MEMBER_A
+    outcome = await as_caller(app_pool, caller, lambda c: c.execute(
+        "insert into public.agent_audit_log (organization_id, agent, action, user_id, verdict)"
+        " values ($1, $2, 'numbers.checked', $3, 'pass')", ORG_A, entry_agent, user))  # fmt: skip
+
+    if allowed:
+        assert outcome == "INSERT 0 1"
+    else:
+        assert isinstance(outcome, asyncpg.InsufficientPrivilegeError), outcome
+
+
+async def test_only_owners_manage_owners_and_the_last_owner_stays(
+    world: dict[str, asyncpg.Record], app_pool: asyncpg.Pool
+) -> None:
+    owner, admin = acting(OWNER_A, ORG_A), acting(ADMIN_A, ORG_A)
+
+    def change(caller: Identity, statement: str, user: uuid.UUID) -> Any:
+        return as_caller(app_pool, caller, lambda c: c.execute(statement, ORG_A, user))
+
+    set_role = "update public.organization_members set role = '{}' where organization_id = $1 and user_id = $2"
+    remove = "delete from public.organization_members where organization_id = $1 and user_id = $2"
+    invite_owner = (
+        "insert into public.organization_members (organization_id, user_id, role, invited_by)"
+        " values ($1, $2, 'owner', '" + str(ADMIN_A) + "')"
+    )
+
+    # An admin cannot demote or remove an owner, promote themself, or invite an owner.
+    assert await change(admin, set_role.format("member"), OWNER_A) == "UPDATE 0"
+    assert await change(admin, remove, OWNER_A) == "DELETE 0"
+    assert isinstance(
+        await change(admin, set_role.format("owner"), ADMIN_A), asyncpg.InsufficientPrivilegeError
+    )
+    assert isinstance(await change(admin, invite_owner, OUTSIDER), asyncpg.InsufficientPrivilegeError)
+    # An admin still manages members.
+    assert await change(admin, set_role.format("viewer"), MEMBER_A) == "UPDATE 1"
+
+    # The only owner can neither leave nor step down.
+    for attempt_ in (remove, set_role.format("admin")):
+        refused = await change(owner, attempt_, OWNER_A)
+        assert isinstance(refused, asyncpg.CheckViolationError), refused
+        assert "would have no owner" in str(refused)
+
+    # Owners promote; with a second owner, the first may leave.
+    assert await change(owner, set_role.format("owner"), ADMIN_A) == "UPDATE 1"
+    assert await change(owner, remove, OWNER_A) == "DELETE 1"
+    # Now the last owner is ADMIN_A, acting in A: they cannot leave either.
+    refused = await change(acting(ADMIN_A, ORG_A), remove, ADMIN_A)
+    assert isinstance(refused, asyncpg.CheckViolationError)
+
+
+async def test_the_last_owner_goes_with_the_organization_and_not_before(
+    database: Database, app_pool: asyncpg.Pool
+) -> None:
+    organization, only_owner = uuid.uuid4(), uuid.uuid4()
+    owner = await asyncpg.connect(database.owner_dsn)
+    try:
+        await add_organization(owner, organization)
+        await add_member(owner, organization, only_owner, "owner")
+    finally:
+        await owner.close()
+    service = Identity(user_id=None, organization_id=None, role="service_role", via="internal_token")
+
+    removed_user = await as_caller(app_pool, service, lambda c: c.execute(
+        "delete from public.users where id = $1", only_owner))  # fmt: skip
+    closed = await as_caller(app_pool, service, lambda c: c.execute(
+        "delete from public.organizations where id = $1", organization))  # fmt: skip
+
+    assert isinstance(removed_user, asyncpg.CheckViolationError)  # the cascade is guarded too
+    assert closed == "DELETE 1"  # the organization's own deletion takes its owner with it
+
+
+async def test_team_and_role_grants_name_only_active_members(
+    world: dict[str, asyncpg.Record], app_pool: asyncpg.Pool
+) -> None:
+    admin = acting(ADMIN_A, ORG_A)
+    outcomes = [
+        await as_caller(app_pool, admin, lambda c, statement=statement: c.execute(
+            statement, ORGS["A"].team if "team" in statement else ORGS["A"].role, ORG_A, OUTSIDER))
+        for statement in (
+            "insert into public.team_members (team_id, organization_id, user_id) values ($1, $2, $3)",
+            "insert into public.user_roles (role_id, organization_id, user_id) values ($1, $2, $3)",
+        )
+    ]  # fmt: skip
+    assert all(isinstance(o, asyncpg.InsufficientPrivilegeError) for o in outcomes), outcomes

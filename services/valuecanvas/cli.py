@@ -227,7 +227,7 @@ async def seed_demo(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
                 "select id from public.organizations where slug = $1", DEMO_SLUG
             )
             await connection.execute(
-                "insert into public.organization_members (organization_id, user_id, role) values ($1, $2, 'owner') on conflict do nothing",
+                "insert into public.organization_members (organization_id, user_id, role, status) values ($1, $2, 'owner', 'active') on conflict do nothing",
                 organization,
                 user,
             )

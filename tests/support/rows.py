@@ -31,6 +31,10 @@ async def add_member(
         f"{user.hex[:12]}@example.test",
     )
     await owner.execute(
-        "insert into public.organization_members values ($1, $2, $3)", organization, user, role
+        "insert into public.organization_members (organization_id, user_id, role, status)"
+        " values ($1, $2, $3, 'active')",
+        organization,
+        user,
+        role,
     )
     return user

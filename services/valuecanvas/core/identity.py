@@ -56,6 +56,12 @@ class Identity:
             claims["sub"] = str(self.user_id)
         if self.organization_id is not None:
             claims["organization_id"] = str(self.organization_id)
+        if self.via == "internal_token" and self.actor is not None:
+            # Only a verified internal token gets these: the policies let an agent append
+            # its own agent_audit_log entries by them (private.acting_agent()). A user
+            # token's own `act` claim is never passed on.
+            claims["iss"] = INTERNAL_ISSUER
+            claims["act"] = {"sub": self.actor}
         return claims
 
 

@@ -1,7 +1,9 @@
 """``valuecanvas doctor``: is this database what the platform expects?
 
 Checks: reachable; no pending, changed or missing migrations; row-level security enabled
-and forced on every table of the platform's schemas; the three API roles present. Prints a
+and forced on every table of the platform's schemas; privileges granted on purpose (anon
+holds nothing that is not listed, and no API role is granted anything on future tables by
+default); the three API roles present. Prints a
 readable report and returns the number of problems (the command's exit status follows).
 """
 
@@ -19,6 +21,9 @@ from valuecanvas.db.migrate import MigrationError, inspect
 
 PLATFORM_SCHEMAS = ("public", "platform")
 REQUIRED_ROLES = DATABASE_ROLES
+# What anon may hold in the platform's schemas, as (object, privilege): nothing. Signing
+# in is the auth system's; every table needs a caller. A grant added on purpose is listed.
+ANON_PRIVILEGES: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -46,6 +51,7 @@ async def run_checks(dsn: str, migrations: Path, *, connect_seconds: float = 5.0
         checks = [Check("database reachable", True, f"PostgreSQL {version}")]
         checks.append(await _migrations(connection, migrations))
         checks.append(await _row_level_security(connection))
+        checks.append(await _privileges(connection))
         checks.append(await _roles(connection))
         return checks
     finally:
@@ -94,6 +100,58 @@ async def _row_level_security(connection: asyncpg.Connection) -> Check:
     if problems:
         return Check("row-level security", False, "missing on " + ", ".join(problems))
     return Check("row-level security", True, f"enabled and forced on all {len(rows)} tables")
+
+
+async def _privileges(connection: asyncpg.Connection) -> Check:
+    # Table, column and sequence grants to anon (including through PUBLIC), from the ACLs.
+    anon = await connection.fetch(
+        """
+        select n.nspname || '.' || c.relname as object, a.privilege_type as privilege
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace,
+             aclexplode(c.relacl) a
+        where n.nspname = any($1::text[]) and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and (a.grantee = 0 or a.grantee = 'anon'::regrole)
+        union
+        select n.nspname || '.' || c.relname || '.' || att.attname, a.privilege_type
+        from pg_attribute att join pg_class c on c.oid = att.attrelid
+             join pg_namespace n on n.oid = c.relnamespace,
+             aclexplode(att.attacl) a
+        where n.nspname = any($1::text[]) and att.attacl is not null
+          and (a.grantee = 0 or a.grantee = 'anon'::regrole)
+        order by 1, 2
+        """,
+        list(PLATFORM_SCHEMAS),
+    )
+    # Default privileges that would open a future table (or sequence, function) to an API
+    # role without anyone deciding it.
+    defaults = await connection.fetch(
+        """
+        select pg_get_userbyid(d.defaclrole) as creator,
+               coalesce(n.nspname, 'every schema') as schema,
+               a.grantee::regrole::text as grantee, a.privilege_type as privilege
+        from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace,
+             aclexplode(d.defaclacl) a
+        where (n.nspname is null or n.nspname = any($1::text[]))
+          and a.grantee <> 0 and a.grantee::regrole::text = any($2::text[])
+        order by 1, 2, 3, 4
+        """,
+        list(PLATFORM_SCHEMAS),
+        list(REQUIRED_ROLES),
+    )
+    problems = [
+        f"anon has {row['privilege']} on {row['object']}"
+        for row in anon
+        if (row["object"], row["privilege"]) not in ANON_PRIVILEGES
+    ]
+    problems += [
+        f"objects {row['creator']} creates in {row['schema']} give {row['grantee']} "
+        f"{row['privilege']} by default"
+        for row in defaults
+    ]
+    if problems:
+        shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        return Check("privileges", False, "; ".join(shown))
+    return Check("privileges", True, "anon holds nothing unlisted; no default grants to API roles")
 
 
 async def _roles(connection: asyncpg.Connection) -> Check:

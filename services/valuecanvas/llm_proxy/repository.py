@@ -41,7 +41,8 @@ async def member_role(connection: Connection, caller: Identity) -> str | None:
     if caller.organization_id is None or caller.user_id is None:
         return None
     role: str | None = await connection.fetchval(
-        "select role from public.organization_members where organization_id = $1 and user_id = $2",
+        "select role from public.organization_members"
+        " where organization_id = $1 and user_id = $2 and status = 'active'",
         caller.organization_id,
         caller.user_id,
     )
