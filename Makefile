@@ -58,7 +58,7 @@ status: $(STAMP) ## Show the local programs and their states
 		echo "The local platform is down (no supervisord answers in $(STATE_DIR)/): make up starts it."; \
 	fi
 
-doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, roles present
+doctor: $(STAMP) ## Check the local database: reachable, migrated, RLS forced, privileges on purpose, roles present
 	@test -f $(STATE_DIR)/secrets/migrate.env || { \
 		echo "The local platform was never brought up here ($(STATE_DIR)/ has no settings): make up"; exit 1; }
 	@$(BIN)/valuecanvas doctor --env-file $(STATE_DIR)/secrets/migrate.env
@@ -97,6 +97,9 @@ test: lint ## Lint, then run the tests (real Postgres and Redis, started by the 
 
 bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/benchmarks.md)
 	$(BIN)/python -m tests.benchmarks.llm_proxy_overhead
+
+bench-rls: $(STAMP) ## Measure row-level security on 100k and 1M rows per table (a few minutes; see docs/benchmarks.md)
+	$(BIN)/python -m tests.benchmarks.rls
 
 IMAGE ?= localhost/valuecanvas:dev
 
@@ -143,4 +146,4 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the
 clean: ## Remove the virtualenvs (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV) $(CHECKOV_VENV) tools/crd-validate/node_modules
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench image render validate validators crd-validators role-docs types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench bench-rls image render validate validators crd-validators role-docs types lock clean

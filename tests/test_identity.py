@@ -240,6 +240,14 @@ async def test_internal_tokens_carry_the_same_identity_and_the_calling_service()
 
     assert (relayed.user_id, relayed.organization_id, relayed.role) == (USER, ORG, "authenticated")
     assert (relayed.via, relayed.actor) == ("internal_token", "orchestrator")
+    # Postgres sees the issuer and actor only from a verified internal token: the agents'
+    # agent_audit_log policy reads them. A user token's own act claim is not passed on.
+    assert relayed.database_claims() == {
+        "role": "authenticated", "sub": str(USER), "organization_id": str(ORG),
+        "iss": INTERNAL_ISSUER, "act": {"sub": "orchestrator"}}  # fmt: skip
+    claiming = await verifier().verify(hs256(act={"sub": "integrity"}))
+    assert claiming.actor == "integrity"
+    assert "act" not in claiming.database_claims() and "iss" not in claiming.database_claims()
 
 
 async def test_internal_tokens_are_short_lived_and_need_the_internal_key() -> None:

@@ -275,6 +275,9 @@ class OrganizationMembersRow(BaseModel):
     role: Literal["owner", "admin", "member", "viewer"]
     created_at: datetime
     updated_at: datetime
+    status: Literal["invited", "active"]
+    invited_by: UUID | None
+    accepted_at: datetime | None
 
 
 class OrganizationMembersInsert(BaseModel):
@@ -287,6 +290,9 @@ class OrganizationMembersInsert(BaseModel):
     role: Literal["owner", "admin", "member", "viewer"] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    status: Literal["invited", "active"] | None = None
+    invited_by: UUID | None = None
+    accepted_at: datetime | None = None
 
 
 class OrganizationsRow(BaseModel):

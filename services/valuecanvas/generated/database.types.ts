@@ -308,6 +308,9 @@ export type Database = {
           role: "owner" | "admin" | "member" | "viewer";
           created_at: string;
           updated_at: string;
+          status: "invited" | "active";
+          invited_by: string | null;
+          accepted_at: string | null;
         };
         Insert: {
           organization_id: string;
@@ -315,6 +318,9 @@ export type Database = {
           role?: "owner" | "admin" | "member" | "viewer";
           created_at?: string;
           updated_at?: string;
+          status?: "invited" | "active";
+          invited_by?: string | null;
+          accepted_at?: string | null;
         };
         Update: {
           organization_id?: string;
@@ -322,6 +328,9 @@ export type Database = {
           role?: "owner" | "admin" | "member" | "viewer";
           created_at?: string;
           updated_at?: string;
+          status?: "invited" | "active";
+          invited_by?: string | null;
+          accepted_at?: string | null;
         };
       };
       organizations: {
