@@ -68,6 +68,7 @@ async def test_rls_alone_reads_the_latest_page_and_a_row_by_id_through_an_index(
     assert "Sort" not in {node["Node Type"] for node in latest}
 
     [(scan, index)] = scans_of(by_id, table.name)
-    assert scan == "Index Scan" and index in table.id_indexes, by_id
+    assert scan == "Index Scan", by_id
+    assert index in table.id_indexes, by_id
     [condition] = [node["Index Cond"] for node in by_id if node.get("Index Name") == index]
     assert f"({ID_COLUMN.get(table.name, 'id')} = " in condition

@@ -91,7 +91,12 @@ def _invoice_number() -> str:
     return f"INV-{uuid.uuid4().hex[:8].upper()}"
 
 
-MEMBERS_READ_ADMINS_MANAGE = {"owner_a": "SIUD", "admin_a": "SIUD", "member_a": "S", "viewer_a": "S"}
+MEMBERS_READ_ADMINS_MANAGE = {
+    "owner_a": "SIUD",
+    "admin_a": "SIUD",
+    "member_a": "S",
+    "viewer_a": "S",
+}
 ADMINS_ONLY = {"owner_a": "S", "admin_a": "S"}
 
 CASES = [
@@ -679,7 +684,8 @@ async def test_an_enrolment_by_id_grants_nothing_until_the_invited_user_accepts(
         "update public.organization_members set status = 'active'"
         " where organization_id = $1 and user_id = $2 returning role, accepted_at",
         ORG_B, MEMBER_A))  # fmt: skip
-    assert accepted["role"] == "member" and accepted["accepted_at"] is not None
+    assert accepted["role"] == "member"
+    assert accepted["accepted_at"] is not None
     assert await profile_seen_by_b() == 1
     assert await b_teams_seen_by_member_a() == 1
 
@@ -716,7 +722,9 @@ async def test_a_user_reads_and_revokes_their_sessions_and_nothing_else(
     assert revoked == "UPDATE 1"
     assert revived == "UPDATE 0"  # a revoked session is no longer the user's to change
 
-    service = Identity(user_id=None, organization_id=None, role="service_role", via="internal_token")
+    service = Identity(
+        user_id=None, organization_id=None, role="service_role", via="internal_token"
+    )
     revived_by_service = await as_caller(app_pool, service, lambda c: c.execute(
         "update public.user_sessions set revoked_at = null where id = $1", session))  # fmt: skip
     assert isinstance(revived_by_service, asyncpg.InsufficientPrivilegeError)
@@ -735,17 +743,37 @@ def agent(name: str, user: uuid.UUID = MEMBER_A) -> Identity:
         (acting(VIEWER_A, ORG_A), "integrity", False),
         (acting(MEMBER_A, ORG_A), "target", False),
         # A user token that carries an act claim of its own is still a user token.
-        (Identity(user_id=MEMBER_A, organization_id=ORG_A, role="authenticated",
-                  via="user_token", actor="integrity"), "integrity", False),  # fmt: skip
+        (
+            Identity(
+                user_id=MEMBER_A,
+                organization_id=ORG_A,
+                role="authenticated",
+                via="user_token",
+                actor="integrity",
+            ),
+            "integrity",
+            False,
+        ),
         (agent("target"), "target", True),
         (agent("target"), "integrity", False),  # an agent cannot sign for another
         (agent("api-gateway"), "orchestrator", False),  # not an agent
         (agent("target", user=ADMIN_B), "target", False),  # B's user acting in A
-        (Identity(user_id=None, organization_id=None, role="service_role",
-                  via="internal_token"), "integrity", True),  # fmt: skip
+        (
+            Identity(user_id=None, organization_id=None, role="service_role", via="internal_token"),
+            "integrity",
+            True,
+        ),
     ],
-    ids=["viewer", "member", "user-token-with-act", "agent", "agent-as-another",
-         "gateway", "outsider-through-agent", "service-role"],  # fmt: skip
+    ids=[
+        "viewer",
+        "member",
+        "user-token-with-act",
+        "agent",
+        "agent-as-another",
+        "gateway",
+        "outsider-through-agent",
+        "service-role",
+    ],
 )
 async def test_only_the_agents_append_agent_audit_entries(
     caller: Identity,
@@ -786,7 +814,9 @@ async def test_only_owners_manage_owners_and_the_last_owner_stays(
     assert isinstance(
         await change(admin, set_role.format("owner"), ADMIN_A), asyncpg.InsufficientPrivilegeError
     )
-    assert isinstance(await change(admin, invite_owner, OUTSIDER), asyncpg.InsufficientPrivilegeError)
+    assert isinstance(
+        await change(admin, invite_owner, OUTSIDER), asyncpg.InsufficientPrivilegeError
+    )
     # An admin still manages members.
     assert await change(admin, set_role.format("viewer"), MEMBER_A) == "UPDATE 1"
 
@@ -814,7 +844,9 @@ async def test_the_last_owner_goes_with_the_organization_and_not_before(
         await add_member(owner, organization, only_owner, "owner")
     finally:
         await owner.close()
-    service = Identity(user_id=None, organization_id=None, role="service_role", via="internal_token")
+    service = Identity(
+        user_id=None, organization_id=None, role="service_role", via="internal_token"
+    )
 
     removed_user = await as_caller(app_pool, service, lambda c: c.execute(
         "delete from public.users where id = $1", only_owner))  # fmt: skip
