@@ -263,27 +263,34 @@ begin
   end loop;
 end $$;
 
--- Organization tables: members of the acting organization read; its admins manage.
+-- Organization tables: members of the acting organization read; its admins manage. Each
+-- statement's list names the tables that take the common form; the exceptions follow.
 do $$
 declare
+  managed constant text[] := array[
+    'teams', 'integrations', 'webhooks', 'policy_enforcement', 'workflow_definitions'];
   table_name text;
 begin
-  foreach table_name in array array[
-    'teams', 'integrations', 'webhooks', 'policy_enforcement', 'workflow_definitions'
-  ] loop
+  foreach table_name in array managed || array['team_members', 'user_roles'] loop
     execute format(
       'create policy %I on public.%I for select to authenticated '
       || 'using (organization_id = (select private.acting_organization_id()))',
       table_name || '_select_members', table_name);
+  end loop;
+  foreach table_name in array managed || array['roles'] loop
     execute format(
       'create policy %I on public.%I for insert to authenticated '
       || 'with check (organization_id = (select private.acting_admin_organization_id()))',
       table_name || '_insert_admins', table_name);
+  end loop;
+  foreach table_name in array managed || array['team_members', 'roles'] loop
     execute format(
       'create policy %I on public.%I for update to authenticated '
       || 'using (organization_id = (select private.acting_admin_organization_id())) '
       || 'with check (organization_id = (select private.acting_admin_organization_id()))',
       table_name || '_update_admins', table_name);
+  end loop;
+  foreach table_name in array managed || array['team_members', 'roles', 'user_roles'] loop
     execute format(
       'create policy %I on public.%I for delete to authenticated '
       || 'using (organization_id = (select private.acting_admin_organization_id()))',
@@ -342,32 +349,16 @@ create policy organization_members_leave on public.organization_members
   using (user_id = (select auth.uid()));
 
 -- team_members and user_roles: as organization tables, naming only active members.
-create policy team_members_select_members on public.team_members for select to authenticated
-  using (organization_id = (select private.acting_organization_id()));
 create policy team_members_insert_admins on public.team_members for insert to authenticated
   with check (
     organization_id = (select private.acting_admin_organization_id())
     and private.is_active_member(organization_id, user_id)
   );
-create policy team_members_update_admins on public.team_members for update to authenticated
-  using (organization_id = (select private.acting_admin_organization_id()))
-  with check (organization_id = (select private.acting_admin_organization_id()));
-create policy team_members_delete_admins on public.team_members for delete to authenticated
-  using (organization_id = (select private.acting_admin_organization_id()));
 
 -- roles: built-in roles (no organization) are readable by everyone signed in.
 create policy roles_select_members on public.roles for select to authenticated
   using (organization_id is null or organization_id = (select private.acting_organization_id()));
-create policy roles_insert_admins on public.roles for insert to authenticated
-  with check (organization_id = (select private.acting_admin_organization_id()));
-create policy roles_update_admins on public.roles for update to authenticated
-  using (organization_id = (select private.acting_admin_organization_id()))
-  with check (organization_id = (select private.acting_admin_organization_id()));
-create policy roles_delete_admins on public.roles for delete to authenticated
-  using (organization_id = (select private.acting_admin_organization_id()));
 
-create policy user_roles_select_members on public.user_roles for select to authenticated
-  using (organization_id = (select private.acting_organization_id()));
 create policy user_roles_insert_admins on public.user_roles for insert to authenticated
   with check (
     organization_id = (select private.acting_admin_organization_id())
@@ -377,8 +368,6 @@ create policy user_roles_insert_admins on public.user_roles for insert to authen
       where r.id = role_id and (r.organization_id is null or r.organization_id = user_roles.organization_id)
     )
   );
-create policy user_roles_delete_admins on public.user_roles for delete to authenticated
-  using (organization_id = (select private.acting_admin_organization_id()));
 
 -- users: a user reads themself and their active colleagues; edits their own name.
 create policy users_select_self_and_colleagues on public.users for select to authenticated
