@@ -52,7 +52,7 @@ EDGES = (
     {("api-gateway", "orchestrator")}
     | {("api-gateway", agent) for agent in AGENTS}
     | {("orchestrator", agent) for agent in AGENTS}
-    | {(caller, "llm-proxy") for caller in AGENTS | {"orchestrator"}}
+    | {(caller, "llm-proxy") for caller in AGENTS | {"orchestrator", "api-gateway"}}
 )
 
 

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
 from valuecanvas.core.logging import get_logger
+from valuecanvas.core.ratelimit import MemorySlidingWindow, RedisSlidingWindow, SlidingWindowLimiter
 from valuecanvas.core.state import AppState
 from valuecanvas.llm_proxy.breaker import BreakerState, CircuitBreaker
 from valuecanvas.llm_proxy.config import Provider
@@ -24,7 +25,7 @@ from valuecanvas.llm_proxy.ledger import (
     run_drainer,
     stop_if_cancelled,
 )
-from valuecanvas.llm_proxy.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from valuecanvas.llm_proxy.ratelimit import ProxyRateLimiter
 from valuecanvas.llm_proxy.settings import LlmProxySettings
 from valuecanvas.llm_proxy.upstream import RetryPolicy, Upstream
 
@@ -92,7 +93,7 @@ class LlmRuntime:
     providers: list[Provider]
     upstream: Upstream
     breakers: dict[str, CircuitBreaker]
-    limiter: RateLimiter
+    limiter: ProxyRateLimiter
     ledger: Ledger
     metrics: LlmMetrics
     log_bodies: bool
@@ -166,11 +167,11 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
         on_retry=lambda provider: metrics.retries.labels(provider).inc(),
         on_fallback=lambda from_, to: metrics.fallbacks.labels(from_, to).inc(),
     )
-    limiter: RateLimiter
+    window: SlidingWindowLimiter
     ledger: Ledger
     limits = settings.limits()
     if state.redis is not None:
-        limiter = RedisRateLimiter(state.redis, limits)
+        window = RedisSlidingWindow(state.redis, limits.window_seconds)
         ledger = RedisStreamLedger(
             state.redis,
             state.pool,
@@ -178,13 +179,13 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
             settings.llm_ledger_claim_idle_seconds,
         )
     else:
-        limiter = MemoryRateLimiter(limits)
+        window = MemorySlidingWindow(limits.window_seconds)
         ledger = JournalLedger(Path(settings.llm_ledger_journal), state.pool)
     runtime = LlmRuntime(
         providers=providers,
         upstream=upstream,
         breakers=breakers,
-        limiter=limiter,
+        limiter=ProxyRateLimiter(limits, window),
         ledger=ledger,
         metrics=metrics,
         log_bodies=settings.llm_log_bodies,
@@ -194,7 +195,7 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
         "providers",
         order=[provider.name for provider in providers],
         offline=runtime.offline,
-        limiter=type(limiter).__name__,
+        limiter=type(window).__name__,
         ledger=type(ledger).__name__,
     )
     tasks = [

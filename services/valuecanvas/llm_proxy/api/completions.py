@@ -16,6 +16,7 @@ from valuecanvas.core.body import BodyError
 from valuecanvas.core.errors import error_doc, error_response
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
+from valuecanvas.core.ratelimit import Decision, RateLimiterUnavailableError
 from valuecanvas.core.requestid import current_request_id
 from valuecanvas.llm_proxy.api.outcomes import (
     Ids,
@@ -31,7 +32,6 @@ from valuecanvas.llm_proxy.api.outcomes import (
 )
 from valuecanvas.llm_proxy.api.streaming import stream
 from valuecanvas.llm_proxy.offline import offline_completion
-from valuecanvas.llm_proxy.ratelimit import Decision, RateLimiterUnavailableError
 from valuecanvas.llm_proxy.runtime import LlmRuntime, runtime_of
 from valuecanvas.llm_proxy.schemas import ChatCompletionRequest, ModelList, inline_schema
 from valuecanvas.llm_proxy.upstream import AllProvidersFailedError, ClientRequestError

@@ -19,11 +19,11 @@ from valuecanvas.core.errors import error_response
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.middleware import add_log_fields
+from valuecanvas.core.ratelimit import Decision
 from valuecanvas.core.state import get_state
 from valuecanvas.llm_proxy.config import Provider
 from valuecanvas.llm_proxy.ledger import LedgerEntry, to_json
 from valuecanvas.llm_proxy.offline import estimate_tokens, prompt_text
-from valuecanvas.llm_proxy.ratelimit import Decision
 from valuecanvas.llm_proxy.repository import insert_entries
 from valuecanvas.llm_proxy.runtime import LlmRuntime
 from valuecanvas.llm_proxy.schemas import ChatCompletionRequest, money

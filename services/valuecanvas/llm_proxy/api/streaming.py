@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from valuecanvas.core.identity import Identity
+from valuecanvas.core.ratelimit import Decision
 from valuecanvas.llm_proxy.api.outcomes import (
     Ids,
     all_providers_failed,
@@ -26,7 +27,6 @@ from valuecanvas.llm_proxy.api.outcomes import (
 )
 from valuecanvas.llm_proxy.ledger import LedgerEntry
 from valuecanvas.llm_proxy.offline import offline_chunks
-from valuecanvas.llm_proxy.ratelimit import Decision
 from valuecanvas.llm_proxy.runtime import LlmRuntime
 from valuecanvas.llm_proxy.upstream import (
     DONE,
