@@ -99,14 +99,6 @@ create or replace function private.member_organization_ids() returns setof uuid
     where user_id = (select auth.uid()) and status = 'active'
   $$;
 
-create or replace function private.admin_organization_ids() returns setof uuid
-  language sql stable security definer
-  set search_path = ''
-  as $$
-    select organization_id from public.organization_members
-    where user_id = (select auth.uid()) and status = 'active' and role in ('owner', 'admin')
-  $$;
-
 -- Users who share an organization with the caller, both as active members.
 create or replace function private.colleague_user_ids() returns setof uuid
   language sql stable security definer
@@ -262,6 +254,10 @@ begin
     execute format('drop policy %I on %I.%I', policy.policyname, policy.schemaname, policy.tablename);
   end loop;
 end $$;
+
+-- 0003's admin_organization_ids() served only the policies just dropped: admins act in
+-- their acting organization now (acting_admin_organization_id()).
+drop function private.admin_organization_ids();
 
 -- Organization tables: members of the acting organization read; its admins manage. Each
 -- statement's list names the tables that take the common form; the exceptions follow.

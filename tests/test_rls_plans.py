@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.benchmarks.rls import ID_COLUMN, TABLES, Seeded, Table, queries, seed
+from tests.benchmarks.rls import TABLES, Seeded, Table, queries, seed
 from tests.support.servers import Database
 from valuecanvas.core.db import caller_transaction
 
@@ -71,4 +71,4 @@ async def test_rls_alone_reads_the_latest_page_and_a_row_by_id_through_an_index(
     assert scan == "Index Scan", by_id
     assert index in table.id_indexes, by_id
     [condition] = [node["Index Cond"] for node in by_id if node.get("Index Name") == index]
-    assert f"({ID_COLUMN.get(table.name, 'id')} = " in condition
+    assert f"({table.id_column} = " in condition

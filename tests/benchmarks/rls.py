@@ -29,7 +29,8 @@ import platform
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class Table:
     latest_index: str  # the index the latest page must use
     id_indexes: tuple[str, ...]  # an index the look-up by id must use (led by the id)
     order: str = "created_at"
+    id_column: str = "id"
 
 
 # The tables that grow with use. Row i belongs to organization i % M and to that
@@ -101,9 +103,9 @@ TABLES = [
            from generate_series(1, $3::int) i""",
         "llm_usage_organization_created_idx",
         ("llm_usage_pkey",),
+        id_column="completion_id",
     ),
 ]
-ID_COLUMN = {"llm_usage": "completion_id"}
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,8 @@ async def seed(owner: asyncpg.Connection, rows: int, organizations: int) -> Seed
     await owner.execute("analyze")
     ids = {}
     for table in TABLES:
-        column = ID_COLUMN.get(table.name, "id")
         ids[table.name] = await owner.fetchval(
-            f"select {column} from public.{table.name} where organization_id = $1"
+            f"select {table.id_column} from public.{table.name} where organization_id = $1"
             f" order by {table.order} desc limit 1",
             orgs[0],
         )
@@ -160,7 +161,7 @@ async def seed(owner: asyncpg.Connection, rows: int, organizations: int) -> Seed
 
 def queries(table: Table, seeded: Seeded) -> dict[str, tuple[str, str, list[Any]]]:
     """Per access path: (filtered statement, RLS-only statement, the filtered one's args)."""
-    column = ID_COLUMN.get(table.name, "id")
+    column = table.id_column
     org, row_id = seeded.organization, seeded.ids[table.name]
     t = f"public.{table.name}"
     return {
@@ -222,19 +223,11 @@ async def measure(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool, seeded: Seed
     return results
 
 
-class _plain_transaction:  # noqa: N801 - used like caller_transaction
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-
-    async def __aenter__(self) -> Any:
-        self.connection = await self.pool.acquire()
-        self.transaction = self.connection.transaction()
-        await self.transaction.start()
-        return self.connection
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.transaction.commit()
-        await self.pool.release(self.connection)
+@asynccontextmanager
+async def _plain_transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """A transaction on a pooled connection with no role or claims set (the superuser's)."""
+    async with pool.acquire() as connection, connection.transaction():
+        yield connection
 
 
 async def setup_cost(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool, seeded: Seeded,
