@@ -601,7 +601,9 @@ def test_usage_refuses_what_its_document_does_not_describe(
     response = proxy.get("/v1/usage", params=params, headers=auth())
 
     assert response.status_code == 422
-    assert [error["loc"][-1] for error in response.json()["detail"]] == [field]
+    problem = response.json()
+    assert problem["param"] == field
+    assert [error["field"] for error in problem["errors"]] == [field]
 
 
 def test_usage_refuses_an_end_before_the_start_and_takes_the_last_day(proxy: TestClient) -> None:

@@ -234,13 +234,24 @@ def test_a_bad_token_gets_401_with_a_reason_and_touches_nothing(
         metrics = client.get("/metrics").text
 
     assert response.status_code == 401
-    assert response.json() == {
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem == {
+        "type": "/problems/invalid_token",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": reason,
+        "instance": "/v1/whoami",
+        "code": "invalid_token",
+        "param": None,
+        "request_id": response.headers["x-request-id"],
+        # The same, in OpenAI's shape, for OpenAI SDKs.
         "error": {
             "message": reason,
             "type": "authentication_error",
             "param": None,
             "code": "invalid_token",
-        }
+        },
     }
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     assert metric_value(metrics, "db_caller_transactions_total") == 0

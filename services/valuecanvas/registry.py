@@ -39,13 +39,15 @@ class ServiceSpec:
 
     def create_app(self, settings: ServiceSettings | None = None) -> FastAPI:
         definition = self.definition()
+        settings = settings or self.load_settings()
         return create_service_app(
-            settings or self.load_settings(),
+            settings,
             title=f"ValueCanvas {self.entry.title}",
             description=self.entry.description,
             routers=definition.routers,
             extension=definition.extension,
             hot_routes=definition.hot_routes,
+            middleware=definition.middleware(settings) if definition.middleware else (),
         )
 
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import redis.asyncio as redis
 from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.middleware import Middleware
 
 from valuecanvas.core.auth import UnauthorizedError, build_verifier, unauthorized_handler
 from valuecanvas.core.db import create_pool
+from valuecanvas.core.errors import install_problem_handlers, problems_in_openapi
 from valuecanvas.core.hotpath import HotHandler, HotPathMiddleware
 from valuecanvas.core.identity import InternalTokenIssuer
 from valuecanvas.core.logging import get_logger
@@ -44,6 +47,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     extension: Extension | None = None
     hot_routes: Mapping[tuple[str, str], HotHandler] | None = None
+    # Middleware of its own (inner first), inside the shared request middleware.
+    middleware: Callable[[ServiceSettings], Sequence[Middleware]] | None = None
 
 
 def create_service_app(
@@ -54,6 +59,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     extension: Extension | None = None,
     hot_routes: Mapping[tuple[str, str], HotHandler] | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Build one service's ASGI app. Settings are validated before this is called."""
     metrics = ServiceMetrics(settings.service_name)
@@ -100,11 +106,27 @@ def create_service_app(
 
     # Swagger UI and ReDoc from the package's own copies of their assets: /docs works offline.
     app = FastAPIOffline(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+    _document_problems(app)
     app.add_exception_handler(UnauthorizedError, unauthorized_handler)
     app.include_router(shared_router())
     for router in routers:
         app.include_router(router)
+    for layer in middleware:
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     if hot_routes:
         app.add_middleware(HotPathMiddleware, routes=hot_routes)  # inside RequestMiddleware
     app.add_middleware(RequestMiddleware, metrics=metrics, router_app=app, quiet_paths=PROBE_PATHS)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """The app's OpenAPI document, with every error response a problem (built once)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = build()
+        return problems_in_openapi(schema) if first else schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -36,8 +36,16 @@ class UnauthorizedError(Exception):
         self.reason = reason
 
 
+# An identity a layer in front of the routes has verified already (the gateway's pipeline,
+# which also knows API keys). Only server code writes the request's state.
+VERIFIED_IDENTITY = "verified_identity"
+
+
 async def require_identity(request: Request) -> Identity:
     """The verified caller; 401 with the reason otherwise (before any handler work)."""
+    verified = request.scope.get("state", {}).get(VERIFIED_IDENTITY)
+    if isinstance(verified, Identity):
+        return verified
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -66,12 +74,12 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def unauthorized_handler(_: Request, exc: Exception) -> Response:
+async def unauthorized_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UnauthorizedError)
-    return unauthorized_response(exc)
+    return unauthorized_response(exc, request.url.path)
 
 
-def unauthorized_response(exc: UnauthorizedError) -> JSONResponse:
+def unauthorized_response(exc: UnauthorizedError, path: str | None = None) -> JSONResponse:
     return error_response(
         401,
         "authentication_error",
@@ -80,4 +88,5 @@ def unauthorized_response(exc: UnauthorizedError) -> JSONResponse:
         headers={
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'
         },
+        instance=path,
     )

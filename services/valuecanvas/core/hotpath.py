@@ -43,7 +43,7 @@ class HotPathMiddleware:
         try:
             caller = await require_identity(request)
         except UnauthorizedError as exc:
-            response: Response = unauthorized_response(exc)
+            response: Response = unauthorized_response(exc, scope["path"])
         else:
             response = await handler(request, caller)
         await response(scope, receive, send)

@@ -45,7 +45,7 @@ class Identity:
     user_id: UUID | None
     organization_id: UUID | None
     role: DatabaseRole
-    via: Literal["user_token", "internal_token"]
+    via: Literal["user_token", "internal_token", "api_key"]
     actor: str | None = None  # the service that minted an internal token
     claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

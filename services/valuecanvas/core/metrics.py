@@ -60,7 +60,9 @@ def route_template(app: ASGIApp, scope: Scope) -> str:
         return str(route.path)
     router = getattr(app, "router", None)
     for candidate in getattr(router, "routes", []):
-        match, _ = candidate.matches(scope)
+        match, child = candidate.matches(scope)
         if match is Match.FULL:
-            return str(candidate.path)
+            # An included router (FastAPI >= 0.165) names the matched route in its child scope.
+            matched = candidate if hasattr(candidate, "path") else child.get("route")
+            return str(getattr(matched, "path", UNMATCHED_ROUTE))
     return UNMATCHED_ROUTE

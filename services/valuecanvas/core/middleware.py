@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from valuecanvas.core.errors import unexpected_problem
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.metrics import ServiceMetrics, route_template
 from valuecanvas.core.requestid import accept_or_generate
@@ -66,10 +67,12 @@ class RequestMiddleware:
         state["request_started"] = started
         state[LOG_FIELDS] = fields
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 headers = [
                     *message.get("headers", []),
@@ -80,6 +83,13 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Anything a handler did not expect: the trace goes to the log with the request
+            # id, the caller gets a problem naming only the request id.
+            _log.error("unhandled error", exc_info=exc, path=scope["path"])
+            if started_response:
+                raise
+            await unexpected_problem(scope["path"])(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             in_flight.dec()

@@ -61,6 +61,7 @@ class ApiKeysRow(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    principal_id: UUID | None
 
 
 class ApiKeysInsert(BaseModel):
@@ -79,6 +80,7 @@ class ApiKeysInsert(BaseModel):
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    principal_id: UUID | None = None
 
 
 class AuditLogsRow(BaseModel):
@@ -95,6 +97,7 @@ class AuditLogsRow(BaseModel):
     details: Any
     ip_address: str | None
     created_at: datetime
+    request_id: str | None
 
 
 class AuditLogsInsert(BaseModel):
@@ -110,6 +113,7 @@ class AuditLogsInsert(BaseModel):
     details: Any | None = None
     ip_address: str | None = None
     created_at: datetime | None = None
+    request_id: str | None = None
 
 
 class BillingInvoicesRow(BaseModel):
@@ -506,6 +510,7 @@ class UsersRow(BaseModel):
     status: Literal["active", "invited", "disabled"]
     created_at: datetime
     updated_at: datetime
+    kind: Literal["person", "service"]
 
 
 class UsersInsert(BaseModel):
@@ -519,6 +524,7 @@ class UsersInsert(BaseModel):
     status: Literal["active", "invited", "disabled"] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    kind: Literal["person", "service"] | None = None
 
 
 class WebhooksRow(BaseModel):

@@ -59,6 +59,7 @@ export type Database = {
           expires_at: string | null;
           last_used_at: string | null;
           revoked_at: string | null;
+          principal_id: string | null;
         };
         Insert: {
           id?: string;
@@ -72,6 +73,7 @@ export type Database = {
           expires_at?: string | null;
           last_used_at?: string | null;
           revoked_at?: string | null;
+          principal_id?: string | null;
         };
         Update: {
           id?: string;
@@ -85,6 +87,7 @@ export type Database = {
           expires_at?: string | null;
           last_used_at?: string | null;
           revoked_at?: string | null;
+          principal_id?: string | null;
         };
       };
       audit_logs: {
@@ -98,6 +101,7 @@ export type Database = {
           details: Json;
           ip_address: string | null;
           created_at: string;
+          request_id: string | null;
         };
         Insert: {
           id?: never;
@@ -109,6 +113,7 @@ export type Database = {
           details?: Json;
           ip_address?: string | null;
           created_at?: string;
+          request_id?: string | null;
         };
         Update: {
           id?: never;
@@ -120,6 +125,7 @@ export type Database = {
           details?: Json;
           ip_address?: string | null;
           created_at?: string;
+          request_id?: string | null;
         };
       };
       billing_invoices: {
@@ -550,6 +556,7 @@ export type Database = {
           status: "active" | "invited" | "disabled";
           created_at: string;
           updated_at: string;
+          kind: "person" | "service";
         };
         Insert: {
           id: string;
@@ -558,6 +565,7 @@ export type Database = {
           status?: "active" | "invited" | "disabled";
           created_at?: string;
           updated_at?: string;
+          kind?: "person" | "service";
         };
         Update: {
           id?: string;
@@ -566,6 +574,7 @@ export type Database = {
           status?: "active" | "invited" | "disabled";
           created_at?: string;
           updated_at?: string;
+          kind?: "person" | "service";
         };
       };
       webhooks: {

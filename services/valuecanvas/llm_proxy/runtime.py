@@ -12,10 +12,10 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
+from valuecanvas.core.breaker import BreakerState, CircuitBreaker
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.ratelimit import MemorySlidingWindow, RedisSlidingWindow, SlidingWindowLimiter
 from valuecanvas.core.state import AppState
-from valuecanvas.llm_proxy.breaker import BreakerState, CircuitBreaker
 from valuecanvas.llm_proxy.config import Provider
 from valuecanvas.llm_proxy.ledger import (
     JournalLedger,

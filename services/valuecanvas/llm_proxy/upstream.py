@@ -28,8 +28,8 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from valuecanvas.core.breaker import CircuitBreaker
 from valuecanvas.core.requestid import request_id_trace_config
-from valuecanvas.llm_proxy.breaker import CircuitBreaker
 from valuecanvas.llm_proxy.config import Provider
 
 DONE = object()  # the end-of-stream marker, as an event

@@ -1,5 +1,6 @@
-"""A per-provider circuit breaker: closed, open after N consecutive failures, half-open
-after a cooldown to let one probe through. Per process; each replica learns on its own.
+"""A circuit breaker per upstream (an LLM provider, a service behind the gateway): closed,
+open after N consecutive failures, half-open after a cooldown to let one probe through. Per
+process; each replica learns on its own.
 
 Small enough that a library (pybreaker, aiobreaker) would add more than it saves.
 """

@@ -1,0 +1,96 @@
+"""Webhooks: registered (the signing secret shown once), listed, deleted. For the
+organization's owners and admins.
+
+The secret is HMAC-SHA256(a key derived from INTERNAL_TOKEN_SECRET, the webhook's id), so
+whoever delivers (the orchestrator) derives it again and nothing stores it; the table
+keeps its sha256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Request, Response, status
+
+from valuecanvas.api_gateway import repository
+from valuecanvas.api_gateway.api.common import (
+    Cursor,
+    Limit,
+    Responses,
+    acting_in,
+    audit,
+    decode_cursor,
+    page,
+    transaction,
+)
+from valuecanvas.api_gateway.caller import REFUSALS, Caller
+from valuecanvas.api_gateway.schemas import Page, Webhook, WebhookCreate, WebhookCreated
+from valuecanvas.core.errors import ProblemError, error_doc
+from valuecanvas.core.state import get_state
+
+router = APIRouter(
+    prefix="/v1/organizations/{organization_id}/webhooks", tags=["webhooks"], responses=REFUSALS
+)
+_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
+
+
+def signing_secret(internal_token_secret: str, webhook: UUID) -> str:
+    """The webhook's signing secret: the same wherever the platform's secret is known."""
+    key = hmac.new(internal_token_secret.encode(), b"valuecanvas webhook signing", hashlib.sha256)
+    return "whsec_" + hmac.new(key.digest(), str(webhook).encode(), hashlib.sha256).hexdigest()
+
+
+@router.get("", response_model=Page[Webhook], responses=_INVALID)
+async def list_webhooks(
+    request: Request,
+    caller: Caller,
+    organization_id: UUID,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    caller.require_scope("admin")
+    after = decode_cursor(cursor, datetime, UUID)
+    async with transaction(request, caller) as connection:
+        await acting_in(connection, caller, organization_id, role="admin")
+        rows = await repository.list_webhooks(connection, organization_id, limit + 1, after)
+    return page(rows, limit, "created_at", "id")
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=_INVALID
+)
+async def create_webhook(
+    request: Request, caller: Caller, organization_id: UUID, body: WebhookCreate
+) -> dict[str, Any]:
+    caller.require_scope("admin")
+    webhook = uuid4()
+    settings = get_state(request).settings
+    secret = signing_secret(settings.internal_token_secret.get_secret_value(), webhook)
+    async with transaction(request, caller) as connection:
+        await acting_in(connection, caller, organization_id, role="admin")
+        row = await repository.create_webhook(
+            connection, organization_id, webhook, body.url, body.events,
+            hashlib.sha256(secret.encode()).hexdigest(), caller.identity.user_id,
+        )  # fmt: skip
+        await audit(connection, caller, organization_id, "webhook.create", "webhook", webhook,
+                    url=body.url, events=list(body.events))  # fmt: skip
+    return {**dict(row), "secret": secret}
+
+
+@router.delete(
+    "/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: error_doc("no such webhook in this organization")},
+)  # fmt: skip
+async def delete_webhook(
+    request: Request, caller: Caller, organization_id: UUID, webhook_id: UUID
+) -> Response:
+    caller.require_scope("admin")
+    async with transaction(request, caller) as connection:
+        await acting_in(connection, caller, organization_id, role="admin")
+        if not await repository.delete_webhook(connection, organization_id, webhook_id):
+            raise ProblemError(404, "unknown_webhook", "no such webhook in this organization")
+        await audit(connection, caller, organization_id, "webhook.delete", "webhook", webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
