@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.paths import MIGRATIONS
+from tests.support.processes import ServiceProcess, write_env
 from tests.support.servers import APP_PASSWORD, APP_ROLE, Database, RedisServer
 from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upstream import FakeUpstream
@@ -32,49 +28,6 @@ CHAT = {
     "model": "valuecanvas-default",
     "messages": [{"role": "user", "content": "Quantify the value."}],
 }
-
-
-@dataclass
-class ProxyProcess:
-    port: int
-    env_file: Path
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ProxyProcess:
-        with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "valuecanvas.cli", "serve", "llm-proxy",
-                 "--env-file", str(self.env_file), "--port", str(self.port)],
-                stdout=sink, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-        def healthy() -> bool:
-            assert self.process is not None
-            assert self.process.poll() is None, self.log.read_text()[-3000:]  # it died: stop
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-
-        wait_until(healthy, what="the proxy answering /healthz", ignore=(httpx.TransportError,))
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-def write_env(path: Path, **values: Any) -> Path:
-    path.write_text("".join(f"{key.upper()}={value}\n" for key, value in values.items()))
-    return path
 
 
 def base_env(dsn: str, redis_url: str) -> dict[str, Any]:
@@ -90,8 +43,8 @@ def base_env(dsn: str, redis_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def proxies(tmp_path: Path) -> Iterator[list[ProxyProcess]]:
-    started: list[ProxyProcess] = []
+def proxies(tmp_path: Path) -> Iterator[list[ServiceProcess]]:
+    started: list[ServiceProcess] = []
     yield started
     for proxy in started:
         proxy.stop()
@@ -123,12 +76,14 @@ async def settled_ledger_ids(dsn: str, at_least: int, wait_seconds: float = 30.0
 
 
 async def test_four_replicas_sharing_redis_admit_exactly_the_limits(
-    database: Database, redis_server: RedisServer, proxies: list[ProxyProcess], tmp_path: Path
+    database: Database, redis_server: RedisServer, proxies: list[ServiceProcess], tmp_path: Path
 ) -> None:
     env = write_env(tmp_path / "proxy.env", **base_env(database.app_dsn, redis_server.url),
                     llm_user_limit_per_hour=10, llm_org_limit_per_hour=25)  # fmt: skip
     for index in range(4):
-        proxies.append(ProxyProcess(free_port(), env, tmp_path / f"proxy-{index}.log").start())
+        proxies.append(
+            ServiceProcess("llm-proxy", free_port(), env, tmp_path / f"proxy-{index}.log").start()
+        )
     org_a, org_b = uuid.uuid4(), uuid.uuid4()
     users_a = [uuid.uuid4() for _ in range(3)]
     user_b = uuid.uuid4()
@@ -156,7 +111,7 @@ async def test_four_replicas_sharing_redis_admit_exactly_the_limits(
 
 
 async def test_after_kill_9_and_a_restart_the_ledger_holds_every_completed_request(
-    database: Database, redis_server: RedisServer, proxies: list[ProxyProcess], tmp_path: Path
+    database: Database, redis_server: RedisServer, proxies: list[ServiceProcess], tmp_path: Path
 ) -> None:
     upstream = FakeUpstream().start()
     try:
@@ -164,7 +119,7 @@ async def test_after_kill_9_and_a_restart_the_ledger_holds_every_completed_reque
         env = write_env(tmp_path / "proxy.env", **base_env(database.app_dsn, redis_server.url),
                         together_api_key=TOGETHER_KEY, together_base_url=upstream.url("together"),
                         llm_user_limit_per_hour=100_000, llm_org_limit_per_hour=100_000)  # fmt: skip
-        proxy = ProxyProcess(free_port(), env, tmp_path / "proxy.log").start()
+        proxy = ServiceProcess("llm-proxy", free_port(), env, tmp_path / "proxy.log").start()
         proxies.append(proxy)
         user, organization = uuid.uuid4(), uuid.uuid4()
         completed: set[str] = set()
@@ -211,7 +166,7 @@ async def test_after_kill_9_and_a_restart_the_ledger_holds_every_completed_reque
 
 
 async def test_while_postgres_is_down_completions_are_queued_then_recorded(
-    redis_server: RedisServer, proxies: list[ProxyProcess], tmp_path: Path
+    redis_server: RedisServer, proxies: list[ServiceProcess], tmp_path: Path
 ) -> None:
     with TemporaryPostgres() as own:
         await migrate(own.dsn(), MIGRATIONS, report=lambda _: None)
@@ -223,7 +178,7 @@ async def test_while_postgres_is_down_completions_are_queued_then_recorded(
             await owner.close()
         env = write_env(tmp_path / "proxy.env",
                         **base_env(own.dsn(user=APP_ROLE, password=APP_PASSWORD), redis_server.url))  # fmt: skip
-        proxy = ProxyProcess(free_port(), env, tmp_path / "proxy.log").start()
+        proxy = ServiceProcess("llm-proxy", free_port(), env, tmp_path / "proxy.log").start()
         proxies.append(proxy)
         user, organization = uuid.uuid4(), uuid.uuid4()
 

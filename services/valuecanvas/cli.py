@@ -99,7 +99,10 @@ def _serve(args: argparse.Namespace) -> int:
         "port": settings.port,
         "log_config": None,
         "access_log": False,
-        "proxy_headers": True,
+        # X-Forwarded-For/-Proto are believed only from the listed proxies (the ALB's
+        # subnets in a cluster); from anyone else, the connection's own address counts.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
         "timeout_graceful_shutdown": 10,
     }
     if args.workers > 1:

@@ -57,6 +57,9 @@ class ServiceSettings(BaseSettings):
     environment: Environment = Environment.LOCAL
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535, description="each service's default is its catalogue port")
+    # Addresses or networks whose X-Forwarded-For/-Proto are believed (the load balancer's);
+    # empty: none, the connection's own address is the client's.
+    trusted_proxies: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
 
