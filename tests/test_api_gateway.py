@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from tests.support.rows import add_member, add_organization
 from tests.support.servers import Database, RedisServer
-from tests.support.tokens import bearer
+from tests.support.tokens import JWT_SECRET, bearer
+from tests.test_settings_and_cli import run_cli
 from tests.test_service_apps import INTERNAL_SECRET, settings_for
 from valuecanvas.api_gateway.api.webhooks import signing_secret
 from valuecanvas.registry import SERVICES
@@ -499,3 +500,48 @@ def test_security_headers(seeded: Database) -> None:
     assert docs.status_code == 200
     assert "script-src 'self'" in docs.headers["content-security-policy"]
     assert "http" not in docs.headers["content-security-policy"]  # nothing from elsewhere
+
+
+# The first five minutes: the commands a new user starts with.
+
+
+def test_the_first_admin_and_an_api_key_from_the_command_line(database: Database) -> None:
+    env = {"DATABASE_URL": database.app_dsn, "JWT_SECRET": JWT_SECRET}
+    admin = ("create-admin", "--email", "ada@example.test", "--organization", "Ada Co",
+             "--slug", "ada-co")  # fmt: skip
+    first, again = run_cli(*admin, env=env), run_cli(*admin, env=env)
+    key = run_cli("create-api-key", "--organization", "ada-co", "--name", "ci",
+                  "--scope", "value-cases:read", "--scope", "value-cases:write", env=env)  # fmt: skip
+    unknown = run_cli("create-api-key", "--organization", "nope", "--name", "ci",
+                      "--scope", "admin", env=env)  # fmt: skip
+
+    assert first.returncode == 0, first.stderr
+    token = first.stdout.strip()
+    assert key.returncode == 0, key.stderr
+    assert key.stdout.strip().startswith("vc_") and key.stdout.strip() not in key.stderr
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1, "valuecanvas create-api-key: no organization with slug 'nope'",
+    )  # fmt: skip
+    with gateway(database.app_dsn) as client:
+        organizations = client.get(
+            "/v1/organizations", headers={"Authorization": f"Bearer {token}"}
+        )
+        rerun = client.get(
+            "/v1/organizations", headers={"Authorization": f"Bearer {again.stdout.strip()}"}
+        )
+        members = client.get(
+            f"/v1/organizations/{organizations.json()['data'][0]['id']}/members",
+            headers={"X-API-Key": key.stdout.strip()},
+        )
+
+    assert [(o["slug"], o["my_role"]) for o in organizations.json()["data"]] == [
+        ("ada-co", "owner")
+    ]
+    assert rerun.json()["data"] == organizations.json()["data"]  # a rerun found the same
+    roles = sorted((m["kind"], m["role"]) for m in members.json()["data"])
+    assert roles == [("person", "owner"), ("service", "member")]
+    actions = [
+        r["action"]
+        for r in rows(database.owner_dsn, "select action from public.audit_logs order by id")
+    ]
+    assert actions == ["organization.create", "member.add", "api_key.create"]

@@ -110,7 +110,12 @@ def platform() -> Iterator[Platform]:
     extra = root / "vars.json"
     platform = Platform(state, free_offset(), free_port(), extra)
     # The developer's own settings file: a limit high enough for the schemathesis runs.
-    (root / "local.env").write_text("# mine\nLLM_USER_LIMIT_PER_HOUR=5000\n")
+    (root / "local.env").write_text(
+        "# mine\nLLM_USER_LIMIT_PER_HOUR=5000\n"
+        + "".join(
+            f"GATEWAY_LIMIT_PER_{scope}=100000\n" for scope in ("USER", "API_KEY", "ORGANIZATION")
+        )
+    )
     extra.write_text(
         json.dumps(
             {
@@ -152,7 +157,7 @@ def test_site_yml_brings_every_service_up_and_a_rerun_changes_nothing(platform: 
 def test_local_settings_survive_make_up_and_replaced_edits_are_named(platform: Platform) -> None:
     env_file = platform.state_dir / "platform.env"
     before = env_file.read_text()
-    assert before.rstrip().endswith("LLM_USER_LIMIT_PER_HOUR=5000")  # local.env, merged in
+    assert before.rstrip().endswith("GATEWAY_LIMIT_PER_ORGANIZATION=100000")  # local.env, merged in
     env_file.write_text(before + "OPENAI_API_KEY=sk-hand-edited-0123456789abcdef\n")
 
     rerun = platform.playbook("site.yml")
@@ -201,15 +206,35 @@ def test_seed_demo_gives_a_token_that_sees_its_organization(platform: Platform) 
     assert jwt_claims(first)["sub"] == jwt_claims(token)["sub"]
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_every_service_does_what_its_openapi_document_says(platform: Platform, name: str) -> None:
+def demo_api_key(platform: Platform) -> str:
+    result = subprocess.run(
+        [str(BIN / "valuecanvas"), "create-api-key", "--env-file", str(platform.state_dir / "platform.env"),
+         "--organization", "demo", "--name", "schemathesis", "--scope", "admin"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+CREDENTIALS = [(name, "token") for name in sorted(SERVICES)] + [("api-gateway", "api key")]
+
+
+@pytest.mark.parametrize(("name", "credential"), CREDENTIALS)
+def test_every_service_does_what_its_openapi_document_says(
+    platform: Platform, name: str, credential: str
+) -> None:
     """Schemathesis, every check, against the running service: no 5xx, and no response,
-    status, header or content type that the document does not describe."""
+    status, header or content type that the document does not describe. The gateway (the
+    public API) is run twice: with a user's token, and with an API key."""
     token = seed_demo(platform)
+    header = (
+        f"Authorization: Bearer {token}"
+        if credential == "token"
+        else f"X-API-Key: {demo_api_key(platform)}"
+    )
     result = subprocess.run(
         [str(BIN / "schemathesis"), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
          "run", platform.url(name, "/openapi.json"), "--checks", "all",
-         "--header", f"Authorization: Bearer {token}", "--max-examples", "30",
+         "--header", header, "--max-examples", "30",
          "--no-color", "--output-truncate", "false"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -6,6 +6,8 @@
     valuecanvas gen-types         regenerate the typed models from the migrated schema
     valuecanvas token             mint a user token signed with JWT_SECRET (local testing)
     valuecanvas seed-demo         a demo organization with an owner; prints the owner's token
+    valuecanvas create-admin      the first admin: a user owning an organization; prints their token
+    valuecanvas create-api-key    an API key for an organization; prints the key (shown once)
 
 Settings come from the environment, or from ``--env-file`` (the local platform writes one).
 """
@@ -18,6 +20,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +33,7 @@ from valuecanvas.core.settings import describe_validation_error
 
 DEFAULT_MIGRATIONS = Path("migrations")
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+ResultT = TypeVar("ResultT")
 
 
 class DatabaseCommandSettings(BaseSettings):
@@ -177,7 +182,12 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _mint(
-    settings: TokenSettings, user: uuid.UUID, organization: uuid.UUID | None, role: str
+    settings: TokenSettings,
+    user: uuid.UUID,
+    organization: uuid.UUID | None,
+    role: str,
+    *,
+    email: str | None = None,
 ) -> str:
     now = int(time.time())
     claims: dict[str, object] = {
@@ -189,6 +199,8 @@ def _mint(
     }
     if organization:
         claims["organization_id"] = str(organization)
+    if email:
+        claims["email"] = email
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
@@ -204,39 +216,81 @@ DEMO_SLUG = "demo"
 
 async def seed_demo(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
     """The demo user and organization (created once; a rerun finds them)."""
-    from valuecanvas.core.db import caller_transaction, create_pool
-    from valuecanvas.core.identity import Identity
+    from valuecanvas.api_gateway.bootstrap import first_admin
 
-    service = Identity(
-        user_id=None, organization_id=None, role="service_role", via="internal_token"
+    return await _with_pool(
+        dsn, lambda pool: first_admin(pool, DEMO_EMAIL, "Demo Owner", "Demo Co", DEMO_SLUG)
     )
+
+
+async def _with_pool(dsn: str, work: Callable[[Any], Awaitable[ResultT]]) -> ResultT:
+    from valuecanvas.core.db import create_pool
+
     pool = await create_pool(dsn, max_size=1, connect_timeout=5)
     try:
-        async with caller_transaction(pool, service) as connection:
-            user = await connection.fetchval(
-                "select id from public.users where lower(email) = $1", DEMO_EMAIL
-            )
-            if user is None:
-                user = await connection.fetchval(
-                    "insert into public.users (id, email, full_name) values ($1, $2, 'Demo Owner') returning id",
-                    uuid.uuid4(),
-                    DEMO_EMAIL,
-                )
-            await connection.execute(
-                "insert into public.organizations (name, slug) values ('Demo Co', $1) on conflict (slug) do nothing",
-                DEMO_SLUG,
-            )
-            organization = await connection.fetchval(
-                "select id from public.organizations where slug = $1", DEMO_SLUG
-            )
-            await connection.execute(
-                "insert into public.organization_members (organization_id, user_id, role, status) values ($1, $2, 'owner', 'active') on conflict do nothing",
-                organization,
-                user,
-            )
+        return await work(pool)
     finally:
         await pool.close()
-    return user, organization
+
+
+def _database_down(command: str, exc: Exception) -> SystemExit:
+    return SystemExit(
+        f"valuecanvas {command}: the database does not answer ({type(exc).__name__}); "
+        "is the platform up? (make up)"
+    )
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from valuecanvas.api_gateway.bootstrap import first_admin
+
+    settings = _load(DemoSettings, args.env_file, "create-admin")
+    try:
+        user, organization = asyncio.run(
+            _with_pool(
+                str(settings.database_url),
+                lambda pool: first_admin(pool, args.email, args.name, args.organization, args.slug),
+            )
+        )
+    except (TimeoutError, OSError) as exc:
+        raise _database_down("create-admin", exc) from None
+    except asyncpg.PostgresError as exc:
+        raise SystemExit(f"valuecanvas create-admin: {str(exc).splitlines()[0]}") from None
+    print(
+        f"create-admin: {args.email} ({user}) owns {args.organization!r} ({organization}); "
+        f"their token (valid {settings.token_ttl_seconds} s) follows on stdout",
+        file=sys.stderr,
+    )
+    print(_mint(settings, user, organization, "authenticated", email=args.email))
+    return 0
+
+
+def _create_api_key(args: argparse.Namespace) -> int:
+    from valuecanvas.api_gateway.bootstrap import BootstrapError, new_api_key
+
+    settings = _load(DemoSettings, args.env_file, "create-api-key")
+    expires = (
+        datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    )
+    try:
+        key_id, new = asyncio.run(
+            _with_pool(
+                str(settings.database_url),
+                lambda pool: new_api_key(pool, args.organization, args.name, args.scope, expires),
+            )
+        )
+    except (TimeoutError, OSError) as exc:
+        raise _database_down("create-api-key", exc) from None
+    except BootstrapError as exc:
+        raise SystemExit(f"valuecanvas create-api-key: {exc}") from None
+    print(
+        f"create-api-key: {new.prefix} ({key_id}) for {args.organization!r}, scopes "
+        f"{', '.join(args.scope)}; the key follows on stdout, shown this once",
+        file=sys.stderr,
+    )
+    print(new.key)
+    return 0
 
 
 def _seed_demo(args: argparse.Namespace) -> int:
@@ -244,16 +298,13 @@ def _seed_demo(args: argparse.Namespace) -> int:
     try:
         user, organization = asyncio.run(seed_demo(str(settings.database_url)))
     except (TimeoutError, OSError) as exc:
-        raise SystemExit(
-            f"valuecanvas seed-demo: the database does not answer ({type(exc).__name__}); "
-            "is the platform up? (make up)"
-        ) from None
+        raise _database_down("seed-demo", exc) from None
     print(
         f"seed-demo: organization 'Demo Co' ({organization}), owner {DEMO_EMAIL} ({user}); "
         f"their token (valid {settings.token_ttl_seconds} s) follows on stdout",
         file=sys.stderr,
     )
-    print(_mint(settings, user, organization, "authenticated"))
+    print(_mint(settings, user, organization, "authenticated", email=DEMO_EMAIL))
     return 0
 
 
@@ -298,6 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("seed-demo", "create a demo organization and owner; print the owner's token")
     demo.set_defaults(handler=_seed_demo)
+
+    admin = command(
+        "create-admin", "the first admin: a user owning an organization; prints their token"
+    )
+    admin.add_argument("--email", required=True, help="the admin's email (found, or created)")
+    admin.add_argument("--name", help="their full name")
+    admin.add_argument("--organization", required=True, help="the organization's name")
+    admin.add_argument("--slug", required=True, help="its slug (found, or created)")
+    admin.set_defaults(handler=_create_admin)
+
+    key = command("create-api-key", "an API key for an organization; prints the key (shown once)")
+    key.add_argument("--organization", required=True, help="the organization's slug")
+    key.add_argument("--name", required=True, help="what the key is for")
+    key.add_argument(
+        "--scope", action="append", required=True,
+        choices=["value-cases:read", "value-cases:write", "admin"],
+        help="a scope (repeat for several)",
+    )  # fmt: skip
+    key.add_argument("--expires-in-days", type=int, help="no expiry if not given")
+    key.set_defaults(handler=_create_api_key)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -48,6 +49,7 @@ class ServiceSpec:
             extension=definition.extension,
             hot_routes=definition.hot_routes,
             middleware=definition.middleware(settings) if definition.middleware else (),
+            document=partial(definition.document, settings) if definition.document else None,
         )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from starlette.middleware import Middleware
 
 from valuecanvas.api_gateway.api import ROUTERS
+from valuecanvas.api_gateway.document import document_routes
 from valuecanvas.api_gateway.edge import edge_middleware
 from valuecanvas.api_gateway.pipeline import GatewayMiddleware
 from valuecanvas.api_gateway.runtime import lifespan_extension
@@ -32,4 +33,5 @@ DEFINITION = ServiceDefinition(
     routers=ROUTERS,
     extension=lifespan_extension,
     middleware=middleware,
+    document=document_routes,
 )

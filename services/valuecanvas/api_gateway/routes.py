@@ -27,6 +27,7 @@ class Route(BaseModel):
     methods: tuple[Method, ...] = ("GET",)
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     max_body_bytes: int | None = Field(default=None, ge=0, le=64 * 1_048_576)
+    subpaths: bool = True  # False: the path exactly, nothing below it
     read_scope: Scope = "value-cases:read"
     write_scope: Scope = "value-cases:write"
 
@@ -38,7 +39,7 @@ class Route(BaseModel):
         return value
 
     def matches(self, path: str) -> bool:
-        return path == self.path or path.startswith(self.path + "/")
+        return path == self.path or (self.subpaths and path.startswith(self.path + "/"))
 
     def target_path(self, path: str) -> str:
         return (self.upstream_path or self.path) + path[len(self.path) :]

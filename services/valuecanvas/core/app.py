@@ -49,6 +49,8 @@ class ServiceDefinition:
     hot_routes: Mapping[tuple[str, str], HotHandler] | None = None
     # Middleware of its own (inner first), inside the shared request middleware.
     middleware: Callable[[ServiceSettings], Sequence[Middleware]] | None = None
+    # Adds to the OpenAPI document what FastAPI cannot see (the gateway's routed paths).
+    document: Callable[[ServiceSettings, dict[str, Any]], None] | None = None
 
 
 def create_service_app(
@@ -60,6 +62,7 @@ def create_service_app(
     extension: Extension | None = None,
     hot_routes: Mapping[tuple[str, str], HotHandler] | None = None,
     middleware: Sequence[Middleware] = (),
+    document: Callable[[dict[str, Any]], None] | None = None,
 ) -> FastAPI:
     """Build one service's ASGI app. Settings are validated before this is called."""
     metrics = ServiceMetrics(settings.service_name)
@@ -107,7 +110,7 @@ def create_service_app(
     # Swagger UI and ReDoc from the package's own copies of their assets: /docs works offline.
     app = FastAPIOffline(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
-    _document_problems(app)
+    _document_problems(app, document)
     app.add_exception_handler(UnauthorizedError, unauthorized_handler)
     app.include_router(shared_router())
     for router in routers:
@@ -120,13 +123,16 @@ def create_service_app(
     return app
 
 
-def _document_problems(app: FastAPI) -> None:
-    """The app's OpenAPI document, with every error response a problem (built once)."""
+def _document_problems(app: FastAPI, document: Callable[[dict[str, Any]], None] | None) -> None:
+    """The app's OpenAPI document, with the service's additions and every error response a
+    problem (built once)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         first = app.openapi_schema is None
         schema = build()
+        if first and document is not None:
+            document(schema)
         return problems_in_openapi(schema) if first else schema
 
     app.openapi = openapi  # type: ignore[method-assign]
