@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from tests.support.rows import add_member, add_organization
 from tests.support.servers import Database, RedisServer
 from tests.support.tokens import JWT_SECRET, bearer
-from tests.test_settings_and_cli import run_cli
 from tests.test_service_apps import INTERNAL_SECRET, settings_for
+from tests.test_settings_and_cli import run_cli
 from valuecanvas.api_gateway.api.webhooks import signing_secret
 from valuecanvas.registry import SERVICES
 
@@ -518,7 +518,8 @@ def test_the_first_admin_and_an_api_key_from_the_command_line(database: Database
     assert first.returncode == 0, first.stderr
     token = first.stdout.strip()
     assert key.returncode == 0, key.stderr
-    assert key.stdout.strip().startswith("vc_") and key.stdout.strip() not in key.stderr
+    assert key.stdout.strip().startswith("vc_")
+    assert key.stdout.strip() not in key.stderr
     assert (unknown.returncode, unknown.stderr.strip()) == (
         1, "valuecanvas create-api-key: no organization with slug 'nope'",
     )  # fmt: skip

@@ -40,7 +40,7 @@ class EchoUpstream:
                     "/v1/value-cases{rest:path}",
                     self._echo,
                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                ),  # fmt: skip
+                ),
             ]
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
