@@ -296,9 +296,12 @@ async def test_a_streamed_completion_passes_through_the_llm_proxy(
             "messages": [{"role": "user", "content": "Quantify the value."}]}  # fmt: skip
 
     events: list[str] = []
-    async with httpx.AsyncClient(timeout=20) as client, client.stream(
-        "POST", f"{gateway.url}/v1/chat/completions", json=body, headers=bearer(MEMBER, ORG)
-    ) as response:
+    async with (
+        httpx.AsyncClient(timeout=20) as client,
+        client.stream(
+            "POST", f"{gateway.url}/v1/chat/completions", json=body, headers=bearer(MEMBER, ORG)
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():

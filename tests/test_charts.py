@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 import yaml
@@ -443,8 +444,9 @@ def test_each_service_accepts_the_settings_the_cluster_gives_it(
                 environment[variable] = (
                     f"generated-{variable.lower()}-Xk29fQ7mLp3vZ8sW1nB6cR4tY0uH5jE2"
                 )
-        settings = SERVICES[name].settings_class()
-        loaded = settings.model_validate({key.lower(): value for key, value in environment.items()})
+        # Read from the environment, as in the pod (JSON values parsed as there).
+        with patch.dict(os.environ, environment, clear=True):
+            loaded = SERVICES[name].settings_class()(_env_file=None)
         assert loaded.environment.value == env, name
         assert loaded.host == "0.0.0.0", name  # noqa: S104 - in a pod, every interface is the pod's
         assert loaded.port == catalogue()[name].port

@@ -76,7 +76,7 @@ TABLES = [
                   now() - i * interval '1 second'
            from generate_series(1, $3::int) i""",
         "audit_logs_organization_created_idx",
-        ("audit_logs_pkey",),
+        ("audit_logs_pkey", "audit_logs_organization_id_idx"),
     ),
     Table(
         "workflow_executions",
