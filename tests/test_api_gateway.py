@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -276,6 +277,14 @@ def test_membership_flows_through_an_invitation(seeded: Database) -> None:
 
 
 def test_every_call_across_organizations_is_refused_or_sees_nothing(seeded: Database) -> None:
+    with gateway(seeded.app_dsn) as client:
+        assert_cross_organization_calls_refused(client, seeded.owner_dsn)
+
+
+def assert_cross_organization_calls_refused(client: httpx.Client, owner_dsn: str) -> None:
+    """B's admin (with B's token, with a token naming A, and with B's admin key) calls every
+    platform API route on A: each is refused or sees nothing, and nothing is written.
+    Also run against a gateway process (tests/test_api_gateway_processes.py)."""
     calls = [
         ("GET", f"/v1/organizations/{ORG_A}", None),
         ("PATCH", f"/v1/organizations/{ORG_A}", {"name": "Mine"}),
@@ -293,23 +302,20 @@ def test_every_call_across_organizations_is_refused_or_sees_nothing(seeded: Data
         ("GET", f"/v1/organizations/{ORG_A}/notification-preferences", None),
         ("POST", f"/v1/organizations/{ORG_A}/invitation/accept", None),
     ]  # fmt: skip
-    with gateway(seeded.app_dsn) as client:
-        b_key = client.post(
-            f"/v1/organizations/{ORG_B}/api-keys", json={"name": "b", "scopes": ["admin"]},
-            headers=as_(ADMIN_B, ORG_B),
-        ).json()["key"]  # fmt: skip
-        before = rows(seeded.owner_dsn, "select count(*) from public.audit_logs")[0][0]
-        answers = []
-        for headers in (as_(ADMIN_B, ORG_B), as_(ADMIN_B, ORG_A), {"X-API-Key": b_key}):
-            for method, path, body in calls:
-                answers.append(
-                    (method, path, client.request(method, path, json=body, headers=headers))
-                )
+    b_key = client.post(
+        f"/v1/organizations/{ORG_B}/api-keys", json={"name": "b", "scopes": ["admin"]},
+        headers=as_(ADMIN_B, ORG_B),
+    ).json()["key"]  # fmt: skip
+    before = rows(owner_dsn, "select count(*) from public.audit_logs")[0][0]
+    answers = []
+    for headers in (as_(ADMIN_B, ORG_B), as_(ADMIN_B, ORG_A), {"X-API-Key": b_key}):
+        for method, path, body in calls:
+            answers.append((method, path, client.request(method, path, json=body, headers=headers)))
 
     for method, path, response in answers:
         assert response.status_code in (403, 404), (method, path, response.status_code)
-    assert rows(seeded.owner_dsn, "select count(*) from public.audit_logs")[0][0] == before
-    assert rows(seeded.owner_dsn, "select count(*) from public.teams")[0][0] == 0
+    assert rows(owner_dsn, "select count(*) from public.audit_logs")[0][0] == before
+    assert rows(owner_dsn, "select count(*) from public.teams")[0][0] == 0
 
 
 # Teams, webhooks, preferences, the audit log.
@@ -546,3 +552,21 @@ def test_the_first_admin_and_an_api_key_from_the_command_line(database: Database
         for r in rows(database.owner_dsn, "select action from public.audit_logs order by id")
     ]
     assert actions == ["organization.create", "member.add", "api_key.create"]
+
+
+def test_without_credentials_the_client_address_is_limited(
+    seeded: Database, redis_server: RedisServer
+) -> None:
+    with gateway(seeded.app_dsn, redis_url=redis_server.url, gateway_limit_per_ip=3) as client:
+        documents = [client.get("/openapi.json") for _ in range(2)]
+        guess = client.get("/v1/me", headers={"X-API-Key": "vc_guessing_" + "x" * 43})
+        # A forged X-Forwarded-For does not make a new address (no trusted proxy).
+        refused = client.get("/openapi.json", headers={"X-Forwarded-For": "203.0.113.9"})
+        member = client.get("/v1/me", headers=as_(MEMBER_A))
+
+    assert [d.status_code for d in documents] == [200, 200]
+    assert documents[0].headers["ratelimit-policy"] == '"ip";q=3;w=60'
+    assert guess.status_code == 401  # a failed attempt counts against the address
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "ip_rate_limit_exceeded"
+    assert member.status_code == 200  # callers with credentials are counted as themselves

@@ -331,3 +331,43 @@ async def test_a_streamed_completion_passes_through_the_llm_proxy(
             await connection.close()
 
     assert await usage_users() == [MEMBER]
+
+
+def test_across_organizations_cors_and_413_against_the_process(
+    database: Database, redis_server: RedisServer, echo: EchoUpstream,
+    started: list[ServiceProcess], tmp_path: Path,
+) -> None:  # fmt: skip
+    from tests import test_api_gateway as platform_api
+
+    asyncio.run(platform_api._seed(database.owner_dsn))
+    allowed = "https://app.valuecanvas.test"
+    env = gateway_env(database, redis_server, echo, gateway_cors_origins=json.dumps([allowed]),
+                      gateway_max_body_bytes=4096)  # fmt: skip
+    gateway = start_gateway(started, tmp_path, env)
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-api-key",
+    }
+
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        platform_api.assert_cross_organization_calls_refused(client, database.owner_dsn)
+        cors_ok = client.options("/v1/value-cases", headers={"Origin": allowed, **preflight})
+        cors_no = client.options(
+            "/v1/value-cases", headers={"Origin": "https://evil.test", **preflight}
+        )
+        headers = platform_api.as_(platform_api.MEMBER_A)
+        routed = client.post("/v1/value-cases", content=b"x" * 5000, headers=headers)
+        chunked = client.post("/v1/value-cases", content=iter([b"x" * 3000] * 2), headers=headers)
+        platform = client.post(
+            f"/v1/organizations/{platform_api.ORG_A}/teams",
+            content=b'{"name": "' + b"x" * 5000 + b'"}',
+            headers={**headers, "content-type": "application/json"},
+        )
+
+    assert cors_ok.headers["access-control-allow-origin"] == allowed
+    assert cors_no.status_code == 400
+    assert "access-control-allow-origin" not in cors_no.headers
+    for refused in (routed, chunked, platform):
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["code"] == "request_too_large"
+    assert echo.calls == 0  # nothing reached the service

@@ -329,3 +329,54 @@ def test_the_documents_say_what_the_shared_endpoints_serve(database: Database) -
     assert "cdn" not in docs.lower()
     assert asset.status_code == 200
     assert "SwaggerUIBundle" in asset.text
+
+
+def test_an_unexpected_failure_is_a_500_problem_naming_only_the_request_id(
+    database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    router = APIRouter()
+
+    @router.get("/v1/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app = create_service_app(
+        settings_for("target", database.app_dsn), title="t", description="d", routers=[router]
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/v1/boom", headers={"X-Request-ID": "req-boom"})
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-boom"
+    problem = response.json()
+    assert (problem["code"], problem["request_id"], problem["instance"]) == (
+        "internal_error", "req-boom", "/v1/boom",
+    )  # fmt: skip
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert "hunter2" in capsys.readouterr().out  # the trace is in the log, for the on-call
+
+
+def test_a_validation_error_is_a_422_problem_naming_every_field(database: Database) -> None:
+    router = APIRouter()
+
+    @router.post("/v1/notes")
+    async def create_note(note: _Note) -> _Note:
+        return note
+
+    app = create_service_app(
+        settings_for("target", database.app_dsn), title="t", description="d", routers=[router]
+    )
+    with TestClient(app) as client:
+        response = client.post("/v1/notes", json={"text": 5, "amount": "many"})
+        spec = client.get("/openapi.json").json()
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [error["field"] for error in response.json()["errors"]] == ["text", "amount"]
+    assert response.json()["param"] == "text"
+    documented = spec["paths"]["/v1/notes"]["post"]["responses"]["422"]["content"]
+    assert documented == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }

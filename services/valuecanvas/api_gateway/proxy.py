@@ -10,7 +10,11 @@
 - A service that refuses (or whose breaker is open) gives 503; one that does not answer
   within the route's timeout gives 504. Both as problems.
 - The answer is streamed as it arrives (server-sent events reach the client event by
-  event); only its start waits for the timeout.
+  event). The route's timeout bounds the wait for the answer's start, and then each silence
+  within it (a stream quiet for longer is cut).
+
+The client is aiohttp, as on the llm-proxy's hot path: httpx cost several times the CPU per
+request here (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
 
 from valuecanvas.api_gateway.routes import Route
@@ -54,28 +59,26 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[str]:
     return named
 
 
-def request_headers(scope: Scope, internal_token: str) -> list[tuple[str, str]]:
+def request_headers(scope: Scope, internal_token: str) -> CIMultiDict[str]:
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     dropped = _NOT_FORWARDED | _connection_tokens(raw)
-    headers = [
+    headers: CIMultiDict[str] = CIMultiDict(
         (key.decode("latin-1"), value.decode("latin-1"))
         for key, value in raw
         if key.decode("latin-1").lower() not in dropped
-    ]
+    )
     client = scope.get("client")
     host = next((value.decode("latin-1") for key, value in raw if key == b"host"), "")
-    headers += [
-        ("authorization", f"Bearer {internal_token}"),
-        ("x-forwarded-for", client[0] if client else ""),
-        ("x-forwarded-proto", scope.get("scheme", "http")),
-        ("x-forwarded-host", host),
-        (REQUEST_ID_HEADER.lower(), current_request_id() or ""),
-    ]
+    headers.add("authorization", f"Bearer {internal_token}")
+    headers.add("x-forwarded-for", client[0] if client else "")
+    headers.add("x-forwarded-proto", scope.get("scheme", "http"))
+    headers.add("x-forwarded-host", host)
+    headers.add(REQUEST_ID_HEADER.lower(), current_request_id() or "")
     return headers
 
 
-def response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-    raw = response.headers.raw
+def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    raw = list(response.raw_headers)
     dropped = HOP_BY_HOP | {"x-request-id", "server", "date"} | _connection_tokens(raw)
     return [(key, value) for key, value in raw if key.decode("latin-1").lower() not in dropped]
 
@@ -105,11 +108,26 @@ class Upstreams:
     """The services behind the gateway: their base URLs, one breaker each, one client."""
 
     urls: dict[str, str]
-    client: httpx.AsyncClient
     retry_attempts: int
     breaker_failures: int
     breaker_cooldown_seconds: float
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running event loop. Bodies pass as they are
+        # (no decompression), and nothing is added to the caller's headers.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, trust_env=False
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     def breaker(self, service: str) -> CircuitBreaker:
         if service not in self.breakers:
@@ -134,8 +152,12 @@ class Upstreams:
         url = self.urls[service] + route.target_path(scope["path"]) + (f"?{query}" if query else "")
         headers = request_headers(scope, internal_token)
         attempts = self.retry_attempts if method in IDEMPOTENT else 1
-        timeout = httpx.Timeout(route.timeout_seconds, connect=min(route.timeout_seconds, 3.0))
-        response: httpx.Response | None = None
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=min(route.timeout_seconds, 3.0),
+            sock_read=route.timeout_seconds,
+        )
+        response: aiohttp.ClientResponse | None = None
         for attempt in range(1, attempts + 1):
             if not breaker.allow():
                 raise ProblemError(
@@ -143,20 +165,20 @@ class Upstreams:
                     f"{service} is failing; the gateway is not sending it requests for now",
                     headers={"Retry-After": str(int(breaker.cooldown_seconds))},
                 )  # fmt: skip
-            request = self.client.build_request(
-                method, url, headers=headers, content=body, timeout=timeout
-            )
             try:
                 async with asyncio.timeout(route.timeout_seconds):
-                    response = await self.client.send(request, stream=True)
-            except (TimeoutError, httpx.TimeoutException):
+                    response = await self.session.request(
+                        method, url, headers=headers, data=body or None, timeout=timeout,
+                        allow_redirects=False, skip_auto_headers=_NO_AUTO_HEADERS,
+                    )  # fmt: skip
+            except TimeoutError:
                 breaker.record_failure()
                 add_log_fields(scope, upstream=service, upstream_attempts=attempt)
                 raise ProblemError(
                     504, "upstream_timeout",
                     f"{service} did not answer within {route.timeout_seconds:g} s",
                 ) from None  # fmt: skip
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 breaker.record_failure()
                 if attempt < attempts:
                     await asyncio.sleep(0.05 * attempt)
@@ -165,46 +187,43 @@ class Upstreams:
                 raise ProblemError(
                     503, "upstream_unavailable", f"{service} is unavailable ({type(exc).__name__})"
                 ) from None
-            if response.status_code in _RETRY_STATUSES:
+            if response.status in _RETRY_STATUSES:
                 breaker.record_failure()
                 if attempt < attempts:
-                    await response.aclose()
+                    response.release()
                     await asyncio.sleep(0.05 * attempt)
                     continue
             else:
                 breaker.record_success()
             break
         assert response is not None
-        add_log_fields(scope, upstream=service, upstream_status=response.status_code)
+        add_log_fields(scope, upstream=service, upstream_status=response.status)
         await _relay(response, send)
 
 
-async def _relay(response: httpx.Response, send: Send) -> None:
+_NO_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type")
+
+
+async def _relay(response: aiohttp.ClientResponse, send: Send) -> None:
     try:
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
+                "status": response.status,
                 "headers": response_headers(response),
             }
         )
-        async for chunk in response.aiter_raw():
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async for chunk in response.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         # The answer has started: its status cannot change. The connection is dropped (so
         # the client sees a truncated answer, not a complete-looking one), and the log
         # says why.
         _log.warning("upstream stream broke", error=type(exc).__name__)
         raise
     finally:
-        await response.aclose()
-
-
-def upstream_client(max_connections: int = 256) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=64)
-    return httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+        response.release()
 
 
 def summary(upstreams: Upstreams) -> dict[str, Any]:

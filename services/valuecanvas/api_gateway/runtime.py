@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from valuecanvas.api_gateway.caller import GatewayCaller
 from valuecanvas.api_gateway.keys import ApiKeyStore, flush_periodically
-from valuecanvas.api_gateway.proxy import Upstreams, upstream_client
+from valuecanvas.api_gateway.proxy import Upstreams
 from valuecanvas.api_gateway.routes import RouteTable
 from valuecanvas.api_gateway.settings import ApiGatewaySettings
 from valuecanvas.core.identity import Identity, InternalTokenIssuer
@@ -108,7 +108,6 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
     services = {route.service for route in settings.gateway_routes}
     upstreams = Upstreams(
         urls={service: settings.upstream_url(service) for service in services},
-        client=upstream_client(),
         retry_attempts=settings.gateway_retry_attempts,
         breaker_failures=settings.gateway_breaker_failures,
         breaker_cooldown_seconds=settings.gateway_breaker_cooldown_seconds,
@@ -138,4 +137,4 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
         with suppress(asyncio.CancelledError):
             await flusher
         await keys.flush()
-        await upstreams.client.aclose()
+        await upstreams.aclose()

@@ -74,8 +74,18 @@ def create_service_app(
             max_size=settings.database_pool_max_size,
             connect_timeout=settings.database_connect_timeout_seconds,
         )
+        # A blocking pool: past its size a request waits (up to 2 s) for a connection
+        # instead of failing at once (redis-py's default pool raises at 100 in use).
         redis_client = (
-            redis.from_url(str(settings.redis_url), socket_connect_timeout=2, socket_timeout=5)
+            redis.Redis.from_pool(  # the client owns the pool: aclose() closes both
+                redis.BlockingConnectionPool.from_url(
+                    str(settings.redis_url),
+                    max_connections=settings.redis_pool_max_size,
+                    timeout=2,
+                    socket_connect_timeout=2,
+                    socket_timeout=5,
+                )
+            )
             if settings.redis_url
             else None
         )

@@ -67,6 +67,7 @@ class ServiceSettings(BaseSettings):
     database_pool_max_size: int = Field(default=10, ge=1, le=200)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     redis_url: RedisDsn | None = None
+    redis_pool_max_size: int = Field(default=200, ge=1, le=10_000)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
     # Supabase-compatible user tokens: HS256 with JWT_SECRET and/or RS256/ES256 from JWKS.
