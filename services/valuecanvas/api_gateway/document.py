@@ -11,6 +11,7 @@ from valuecanvas.core.errors import PROBLEM_MEDIA_TYPE
 from valuecanvas.core.settings import ServiceSettings
 
 _GATEWAY_ANSWERS = {
+    "400": "the service refused the body",
     "401": "no credentials, or ones that do not verify",
     "403": "the API key lacks the route's scope",
     "404": "the service has no such resource",
