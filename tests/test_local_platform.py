@@ -218,6 +218,23 @@ def demo_api_key(platform: Platform) -> str:
 CREDENTIALS = [(name, "token") for name in sorted(SERVICES)] + [("api-gateway", "api key")]
 
 
+def test_the_gateway_routes_to_the_local_services(platform: Platform) -> None:
+    """A chat completion through the gateway reaches the local llm-proxy (ports moved by the
+    platform's offset), attributed to the demo owner; an API key works the same way."""
+    token, key = seed_demo(platform), demo_api_key(platform)
+    body = {"model": "valuecanvas-default", "messages": [{"role": "user", "content": "hello"}]}
+
+    answers = [
+        httpx.post(platform.url("api-gateway", "/v1/chat/completions"), json=body,
+                   headers=headers, timeout=30)
+        for headers in ({"Authorization": f"Bearer {token}"}, {"X-API-Key": key})
+    ]  # fmt: skip
+
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert "offline" in answer.json()["choices"][0]["message"]["content"]
+
+
 @pytest.mark.parametrize(("name", "credential"), CREDENTIALS)
 def test_every_service_does_what_its_openapi_document_says(
     platform: Platform, name: str, credential: str

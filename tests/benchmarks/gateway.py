@@ -28,8 +28,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.benchmarks.llm_proxy_overhead import cpu_seconds, open_loop, wait_http
-from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
+from tests.benchmarks.llm_proxy_overhead import cpu_seconds, open_loop, start_redis, wait_http
+from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,16 +50,7 @@ def start_stack(stack: ExitStack) -> tuple[str, str, dict[str, dict[str, str]], 
     stack.callback(upstream.terminate)
     postgres = stack.enter_context(TemporaryPostgres())
     cli({"MIGRATION_DATABASE_URL": postgres.dsn()}, "migrate", "--dir", str(REPO / "migrations"))
-    redis_port = free_port()
-    user = ensure_service_user()
-    redis_dir = workdir / "redis"
-    redis_dir.mkdir()
-    if user:
-        shutil.chown(redis_dir, user)
-        workdir.chmod(0o755)
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--dir", str(redis_dir)], stdout=subprocess.DEVNULL, user=user)  # fmt: skip
-    stack.callback(redis.terminate)
+    redis_port = start_redis(stack, workdir)
     secret = uuid.uuid4().hex * 2
     env = {"DATABASE_URL": postgres.dsn(), "JWT_SECRET": secret}
     token = cli(env, "create-admin", "--email", "bench@example.test", "--organization", "Bench",

@@ -152,6 +152,24 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
+def start_redis(stack: ExitStack, workdir: Path) -> int:
+    """A private redis-server on loopback (as the service user when running as root);
+    returns its port."""
+    import shutil
+
+    port = free_port()
+    user = ensure_service_user()
+    directory = workdir / "redis"
+    directory.mkdir()
+    if user:
+        shutil.chown(directory, user)
+        workdir.chmod(0o755)
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--save", "", "--dir", str(directory)], stdout=subprocess.DEVNULL, user=user)  # fmt: skip
+    stack.callback(redis.terminate)
+    return port
+
+
 def start_local_stack(
     stack: ExitStack, latency_ms: float, workers: int
 ) -> tuple[str, str, dict[str, str], str, int]:
@@ -165,19 +183,7 @@ def start_local_stack(
     subprocess.run([sys.executable, "-m", "valuecanvas.cli", "migrate", "--dir", str(REPO / "migrations")],
                    env={**os.environ, "MIGRATION_DATABASE_URL": postgres.dsn()}, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    redis_port = free_port()
-    user = ensure_service_user()
-    redis_dir = workdir / "redis"
-    redis_dir.mkdir()
-    if user:
-        import shutil
-
-        shutil.chown(redis_dir, user)
-        workdir.chmod(0o755)
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port),
-                              "--bind", "127.0.0.1", "--save", "", "--dir", str(redis_dir)],
-                             stdout=subprocess.DEVNULL, user=user)  # fmt: skip
-    stack.callback(redis.terminate)
+    redis_port = start_redis(stack, workdir)
     secret = uuid.uuid4().hex * 2
     env_file = workdir / "proxy.env"
     env_file.write_text("\n".join([

@@ -269,7 +269,7 @@ async def forms(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool, seeded: Seeded
                 " create policy agent_audit_log_select_members on public.agent_audit_log"
                 f" for select to authenticated using ({using})"
             )
-        row = {"form": label}
+        row: dict[str, str | float] = {"form": label}
 
         def caller() -> Any:
             return caller_transaction(app_pool, seeded.caller)

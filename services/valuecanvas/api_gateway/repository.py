@@ -408,9 +408,22 @@ _KEY_COLUMNS = """id, name, key_prefix, scopes, principal_id, created_by, create
 async def list_api_keys(
     connection: Connection, organization: UUID, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[asyncpg.Record]:
+    return await _newest_first(connection, "api_keys", _KEY_COLUMNS, organization, limit, after)
+
+
+async def _newest_first(
+    connection: Connection,
+    table: str,
+    columns: str,
+    organization: UUID,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[asyncpg.Record]:
+    """An organization's rows of ``table`` (this module's constants), newest first, after
+    the cursor (created_at, id)."""
     return list(
         await connection.fetch(
-            f"""select {_KEY_COLUMNS} from public.api_keys
+            f"""select {columns} from public.{table}
                 where organization_id = $1
                   and ($3::timestamptz is null or (created_at, id) < ($3, $4))
                 order by created_at desc, id desc limit $2""",  # noqa: S608
@@ -508,18 +521,7 @@ _WEBHOOK_COLUMNS = "id, url, events, active, created_by, created_at"
 async def list_webhooks(
     connection: Connection, organization: UUID, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[asyncpg.Record]:
-    return list(
-        await connection.fetch(
-            f"""select {_WEBHOOK_COLUMNS} from public.webhooks
-                where organization_id = $1
-                  and ($3::timestamptz is null or (created_at, id) < ($3, $4))
-                order by created_at desc, id desc limit $2""",  # noqa: S608
-            organization,
-            limit,
-            after[0] if after else None,
-            after[1] if after else None,
-        )
-    )
+    return await _newest_first(connection, "webhooks", _WEBHOOK_COLUMNS, organization, limit, after)
 
 
 async def create_webhook(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +19,12 @@ from fastapi import Query, Request
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.caller import GatewayCaller, role_at_least
 from valuecanvas.core.db import Connection, caller_transaction
-from valuecanvas.core.errors import ProblemError
+from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.requestid import current_request_id
 from valuecanvas.core.state import get_state
 
 Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="the next_cursor of the previous page")
@@ -159,3 +160,31 @@ def page(rows: list[asyncpg.Record], limit: int, *key: str) -> dict[str, Any]:
     rows = rows[:limit]
     cursor = encode_cursor(*(rows[-1][column] for column in key)) if more and rows else None
     return {"data": [dict(row) for row in rows], "next_cursor": cursor}
+
+
+# The order of the lists that show the newest first.
+NEWEST_FIRST: dict[str, type] = {"created_at": datetime, "id": UUID}
+Fetch = Callable[[Connection, UUID, int, Any], Awaitable[list[asyncpg.Record]]]
+
+
+async def list_page(
+    request: Request,
+    caller: GatewayCaller,
+    organization: UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    key: dict[str, type],
+    fetch: Fetch,
+    scope: str = "value-cases:read",
+    role: str = "viewer",
+) -> dict[str, Any]:
+    """One page of an organization's list: the scope and role checked, the cursor decoded
+    into the values of the list's unique order (``key``: column -> type), ``limit + 1``
+    rows fetched to know whether another page follows."""
+    caller.require_scope(scope)
+    after = decode_cursor(cursor, *key.values())
+    async with transaction(request, caller) as connection:
+        await acting_in(connection, caller, organization, role=role)
+        rows = await fetch(connection, organization, limit + 1, after)
+    return page(rows, limit, *key)

@@ -3,7 +3,6 @@ organization's owners and admins."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,13 +10,13 @@ from fastapi import APIRouter, Request, Response, status
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.api.common import (
+    INVALID,
+    NEWEST_FIRST,
     Cursor,
     Limit,
-    Responses,
     acting_in,
     audit,
-    decode_cursor,
-    page,
+    list_page,
     transaction,
 )
 from valuecanvas.api_gateway.caller import REFUSALS, Caller
@@ -29,10 +28,9 @@ from valuecanvas.core.errors import ProblemError, error_doc
 router = APIRouter(
     prefix="/v1/organizations/{organization_id}/api-keys", tags=["api-keys"], responses=REFUSALS
 )
-_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 
 
-@router.get("", response_model=Page[ApiKey], responses=_INVALID)
+@router.get("", response_model=Page[ApiKey], responses=INVALID)
 async def list_api_keys(
     request: Request,
     caller: Caller,
@@ -41,16 +39,14 @@ async def list_api_keys(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Newest first; the prefix and metadata only (the key itself is never stored)."""
-    caller.require_scope("admin")
-    after = decode_cursor(cursor, datetime, UUID)
-    async with transaction(request, caller) as connection:
-        await acting_in(connection, caller, organization_id, role="admin")
-        rows = await repository.list_api_keys(connection, organization_id, limit + 1, after)
-    return page(rows, limit, "created_at", "id")
+    return await list_page(
+        request, caller, organization_id, limit=limit, cursor=cursor, scope="admin",
+        role="admin", key=NEWEST_FIRST, fetch=repository.list_api_keys,
+    )  # fmt: skip
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, responses=_INVALID
+    "", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, responses=INVALID
 )
 async def create_api_key(
     request: Request, caller: Caller, organization_id: UUID, body: ApiKeyCreate, response: Response

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.api.common import (
-    Responses,
+    INVALID,
     acting_in,
     audit,
     transaction,
@@ -25,7 +25,6 @@ from valuecanvas.api_gateway.schemas import (
 from valuecanvas.core.errors import ProblemError, error_doc
 
 router = APIRouter(tags=["me"], responses=REFUSALS)
-_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 
 
 @router.get(
@@ -40,7 +39,7 @@ async def get_profile(request: Request, caller: Caller) -> dict[str, Any]:
     return dict(row)
 
 
-@router.put("/v1/me", response_model=Profile, responses=_INVALID)
+@router.put("/v1/me", response_model=Profile, responses=INVALID)
 async def save_profile(request: Request, caller: Caller, body: ProfileUpdate) -> dict[str, Any]:
     """Creates the caller's profile (email from their token) on first call; sets the name.
     Audited in the organization the token names, when it names one."""
@@ -80,7 +79,7 @@ async def list_preferences(
 @router.put(
     "/v1/organizations/{organization_id}/notification-preferences",
     response_model=NotificationPreference,
-    responses=_INVALID,
+    responses=INVALID,
 )
 async def set_preference(
     request: Request, caller: Caller, organization_id: UUID, body: NotificationPreferenceSet

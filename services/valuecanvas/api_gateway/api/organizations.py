@@ -12,12 +12,14 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.api.common import (
+    INVALID,
     Cursor,
     Limit,
     Responses,
     acting_in,
     audit,
     decode_cursor,
+    list_page,
     page,
     transaction,
     user_tokens_only,
@@ -40,10 +42,9 @@ _NOT_FOUND: Responses = {404: error_doc("no such member in this organization")}
 _CONFLICT: Responses = {
     409: error_doc("it exists already, or the organization would lose its last owner")
 }
-_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 
 
-@router.get("", response_model=Page[Organization], responses=_INVALID)
+@router.get("", response_model=Page[Organization], responses=INVALID)
 async def list_organizations(
     request: Request, caller: Caller, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -56,7 +57,7 @@ async def list_organizations(
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=Organization,
-    responses={**_CONFLICT, **_INVALID},
+    responses={**_CONFLICT, **INVALID},
 )  # fmt: skip
 async def create_organization(
     request: Request, caller: Caller, body: OrganizationCreate, response: Response
@@ -89,7 +90,7 @@ async def get_organization(
     return {**dict(row), "my_role": acting.role}
 
 
-@router.patch("/{organization_id}", response_model=Organization, responses=_INVALID)
+@router.patch("/{organization_id}", response_model=Organization, responses=INVALID)
 async def rename_organization(
     request: Request, caller: Caller, organization_id: UUID, body: OrganizationRename
 ) -> dict[str, Any]:
@@ -103,7 +104,7 @@ async def rename_organization(
     return {**dict(row), "my_role": acting.role}
 
 
-@router.get("/{organization_id}/members", response_model=Page[Member], responses=_INVALID)
+@router.get("/{organization_id}/members", response_model=Page[Member], responses=INVALID)
 async def list_members(
     request: Request,
     caller: Caller,
@@ -114,23 +115,18 @@ async def list_members(
         str | None, Query(alias="status", pattern="^(invited|active)$")
     ] = None,
 ) -> dict[str, Any]:
-    caller.require_scope("value-cases:read")
-    after = decode_cursor(cursor, datetime, UUID)
-    async with transaction(request, caller) as connection:
-        await acting_in(connection, caller, organization_id)
-        rows = await repository.list_members(
-            connection,
-            organization_id,
-            limit + 1,
-            after,
-            member_status,
-        )
-    return page(rows, limit, "created_at", "user_id")
+    return await list_page(
+        request, caller, organization_id, limit=limit, cursor=cursor,
+        key={"created_at": datetime, "user_id": UUID},
+        fetch=lambda connection, organization, count, after: repository.list_members(
+            connection, organization, count, after, member_status
+        ),
+    )  # fmt: skip
 
 
 @router.post(
     "/{organization_id}/members", status_code=status.HTTP_201_CREATED, response_model=Member,
-    responses={**_CONFLICT, **_INVALID, 404: error_doc("no user with this email has signed in")},
+    responses={**_CONFLICT, **INVALID, 404: error_doc("no user with this email has signed in")},
 )  # fmt: skip
 async def invite_member(
     request: Request, caller: Caller, organization_id: UUID, body: MemberInvite
@@ -181,7 +177,7 @@ async def accept_invitation(
 
 @router.patch(
     "/{organization_id}/members/{user_id}", response_model=Member,
-    responses={**_NOT_FOUND, **_CONFLICT, **_INVALID},
+    responses={**_NOT_FOUND, **_CONFLICT, **INVALID},
 )  # fmt: skip
 async def change_role(
     request: Request, caller: Caller, organization_id: UUID, user_id: UUID, body: RoleChange

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request, Response, status
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.api.common import (
+    INVALID,
     Cursor,
     Limit,
     Responses,
     acting_in,
     audit,
     decode_cursor,
+    list_page,
     page,
     transaction,
 )
@@ -25,12 +27,11 @@ from valuecanvas.core.errors import ProblemError, error_doc
 router = APIRouter(
     prefix="/v1/organizations/{organization_id}/teams", tags=["teams"], responses=REFUSALS
 )
-_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 _NOT_FOUND: Responses = {404: error_doc("no such team (or member) in this organization")}
 _CONFLICT: Responses = {409: error_doc("it exists already")}
 
 
-@router.get("", response_model=Page[Team], responses=_INVALID)
+@router.get("", response_model=Page[Team], responses=INVALID)
 async def list_teams(
     request: Request,
     caller: Caller,
@@ -38,17 +39,15 @@ async def list_teams(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    caller.require_scope("value-cases:read")
-    after = decode_cursor(cursor, str, UUID)
-    async with transaction(request, caller) as connection:
-        await acting_in(connection, caller, organization_id)
-        rows = await repository.list_teams(connection, organization_id, limit + 1, after)
-    return page(rows, limit, "name", "id")
+    return await list_page(
+        request, caller, organization_id, limit=limit, cursor=cursor,
+        key={"name": str, "id": UUID}, fetch=repository.list_teams,
+    )  # fmt: skip
 
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=Team,
-    responses={**_INVALID, **_CONFLICT},
+    responses={**INVALID, **_CONFLICT},
 )  # fmt: skip
 async def create_team(
     request: Request, caller: Caller, organization_id: UUID, body: TeamCreate
@@ -76,7 +75,7 @@ async def delete_team(
 
 
 @router.get(
-    "/{team_id}/members", response_model=Page[TeamMember], responses={**_INVALID, **_NOT_FOUND}
+    "/{team_id}/members", response_model=Page[TeamMember], responses={**INVALID, **_NOT_FOUND}
 )
 async def list_team_members(
     request: Request,
@@ -100,7 +99,7 @@ async def list_team_members(
 
 @router.post(
     "/{team_id}/members", status_code=status.HTTP_201_CREATED, response_model=TeamMember,
-    responses={**_INVALID, **_NOT_FOUND, **_CONFLICT},
+    responses={**INVALID, **_NOT_FOUND, **_CONFLICT},
 )  # fmt: skip
 async def add_team_member(
     request: Request, caller: Caller, organization_id: UUID, team_id: UUID, body: TeamMemberAdd

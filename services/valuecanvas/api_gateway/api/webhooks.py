@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,13 +16,13 @@ from fastapi import APIRouter, Request, Response, status
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.api.common import (
+    INVALID,
+    NEWEST_FIRST,
     Cursor,
     Limit,
-    Responses,
     acting_in,
     audit,
-    decode_cursor,
-    page,
+    list_page,
     transaction,
 )
 from valuecanvas.api_gateway.caller import REFUSALS, Caller
@@ -34,7 +33,6 @@ from valuecanvas.core.state import get_state
 router = APIRouter(
     prefix="/v1/organizations/{organization_id}/webhooks", tags=["webhooks"], responses=REFUSALS
 )
-_INVALID: Responses = {422: error_doc("a field is invalid (named in param)")}
 
 
 def signing_secret(internal_token_secret: str, webhook: UUID) -> str:
@@ -43,7 +41,7 @@ def signing_secret(internal_token_secret: str, webhook: UUID) -> str:
     return "whsec_" + hmac.new(key.digest(), str(webhook).encode(), hashlib.sha256).hexdigest()
 
 
-@router.get("", response_model=Page[Webhook], responses=_INVALID)
+@router.get("", response_model=Page[Webhook], responses=INVALID)
 async def list_webhooks(
     request: Request,
     caller: Caller,
@@ -51,16 +49,14 @@ async def list_webhooks(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    caller.require_scope("admin")
-    after = decode_cursor(cursor, datetime, UUID)
-    async with transaction(request, caller) as connection:
-        await acting_in(connection, caller, organization_id, role="admin")
-        rows = await repository.list_webhooks(connection, organization_id, limit + 1, after)
-    return page(rows, limit, "created_at", "id")
+    return await list_page(
+        request, caller, organization_id, limit=limit, cursor=cursor, scope="admin",
+        role="admin", key=NEWEST_FIRST, fetch=repository.list_webhooks,
+    )  # fmt: skip
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=_INVALID
+    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=INVALID
 )
 async def create_webhook(
     request: Request, caller: Caller, organization_id: UUID, body: WebhookCreate
