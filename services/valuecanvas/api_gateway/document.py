@@ -29,6 +29,13 @@ _SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 def document_routes(settings: ServiceSettings, schema: dict[str, Any]) -> None:
     assert isinstance(settings, ApiGatewaySettings)
     paths = schema.setdefault("paths", {})
+    # The shared routes (/v1/whoami) declare the services' bearer scheme; at the gateway an
+    # API key works there too.
+    for shared in paths.values():
+        for declared in shared.values():
+            if declared.get("security") == [{"HTTPBearer": []}]:
+                declared["security"] = _SECURITY
+    schema.get("components", {}).get("securitySchemes", {}).pop("HTTPBearer", None)
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for route in settings.gateway_routes:
         for path in (route.path, route.path + "/{subpath}") if route.subpaths else (route.path,):

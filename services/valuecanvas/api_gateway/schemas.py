@@ -18,8 +18,16 @@ Channel = Literal["email", "slack", "in_app", "webhook"]
 WebhookEvent = Literal[
     "workflow.completed", "workflow.failed", "value_case.completed", "value_case.failed"
 ]
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# ASCII only, so that the document's pattern means the same to every regex engine.
+Email = Annotated[
+    str,
+    Field(
+        min_length=3, max_length=320, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+    ),
+]
+# Postgres text cannot hold NUL: the document says so, and the field refuses it.
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00]*$")]
 
 
 class Input(BaseModel):
@@ -95,7 +103,7 @@ class Team(BaseModel):
 
 class TeamCreate(Input):
     name: Name
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = None
 
 
 class TeamMember(BaseModel):
@@ -128,7 +136,7 @@ class ApiKeyCreated(ApiKey):
 
 class ApiKeyCreate(Input):
     name: Name
-    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    scopes: list[Scope] = Field(min_length=1, max_length=3, json_schema_extra={"uniqueItems": True})
     expires_at: datetime | None = Field(default=None, description="in the future; none: no expiry")
 
     @field_validator("scopes")
@@ -166,8 +174,10 @@ class WebhookCreated(Webhook):
 
 
 class WebhookCreate(Input):
-    url: str = Field(pattern=r"^https://[^\s/?#]+[^\s]*$", max_length=2048)
-    events: list[WebhookEvent] = Field(min_length=1, max_length=4)
+    url: str = Field(pattern=r"^https://[^\s/?#\x00]+[^\s\x00]*$", max_length=2048)
+    events: list[WebhookEvent] = Field(
+        min_length=1, max_length=4, json_schema_extra={"uniqueItems": True}
+    )
 
     @field_validator("events")
     @classmethod

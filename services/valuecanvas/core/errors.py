@@ -235,7 +235,10 @@ def problems_in_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
-            responses = operation.get("responses", {})
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                # A body that is not JSON at all (or not UTF-8) is refused before validation.
+                responses.setdefault("400", {"description": "the body is not valid JSON"})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
                     response["content"] = dict(problem)

@@ -13,7 +13,7 @@ description:
     aws-iam-authenticator and `aws eks get-token` do, returned as an EKS token
     (k8s-aws-v1.<base64url>). The token is only signed here; the API server checks it with
     STS. The token lives 15 minutes (EKS's limit). It is returned as is (a module's
-    no_log values would be masked in its result too): call it with no_log.
+    no_log values would be masked in its result too), so call it with no_log.
 options:
   cluster_name:
     description: The EKS cluster's name.
