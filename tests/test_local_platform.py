@@ -113,7 +113,8 @@ def platform() -> Iterator[Platform]:
     (root / "local.env").write_text(
         "# mine\nLLM_USER_LIMIT_PER_HOUR=5000\n"
         + "".join(
-            f"GATEWAY_LIMIT_PER_{scope}=100000\n" for scope in ("USER", "API_KEY", "ORGANIZATION")
+            f"GATEWAY_LIMIT_PER_{scope}=100000\n"
+            for scope in ("USER", "API_KEY", "ORGANIZATION", "IP")
         )
     )
     extra.write_text(
@@ -157,7 +158,7 @@ def test_site_yml_brings_every_service_up_and_a_rerun_changes_nothing(platform: 
 def test_local_settings_survive_make_up_and_replaced_edits_are_named(platform: Platform) -> None:
     env_file = platform.state_dir / "platform.env"
     before = env_file.read_text()
-    assert before.rstrip().endswith("GATEWAY_LIMIT_PER_ORGANIZATION=100000")  # local.env, merged in
+    assert before.rstrip().endswith("GATEWAY_LIMIT_PER_IP=100000")  # local.env, merged in
     env_file.write_text(before + "OPENAI_API_KEY=sk-hand-edited-0123456789abcdef\n")
 
     rerun = platform.playbook("site.yml")
