@@ -174,7 +174,12 @@ class WebhookCreated(Webhook):
 
 
 class WebhookCreate(Input):
-    url: str = Field(pattern=r"^https://[^\s/?#\x00]+[^\s\x00]*$", max_length=2048)
+    # ASCII classes only: `\s` means different things to the document's regex engine
+    # and to the validator's.
+    url: str = Field(
+        pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]*)?$",
+        max_length=2048,
+    )
     events: list[WebhookEvent] = Field(
         min_length=1, max_length=4, json_schema_extra={"uniqueItems": True}
     )
