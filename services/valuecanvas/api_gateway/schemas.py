@@ -31,7 +31,8 @@ Text = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00]*$")]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No stripping: a value is taken exactly as the document describes it.
+    model_config = ConfigDict(extra="forbid")
 
 
 class Page(BaseModel, Generic[T]):
