@@ -26,6 +26,12 @@ class AgentAuditLogRow(BaseModel):
     output: Any
     verdict: Literal["pass", "warn", "fail"] | None
     created_at: datetime
+    idempotency_key: str | None
+    inputs_hash: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: Decimal | None
+    duration_ms: int | None
 
 
 class AgentAuditLogInsert(BaseModel):
@@ -43,6 +49,12 @@ class AgentAuditLogInsert(BaseModel):
     output: Any | None = None
     verdict: Literal["pass", "warn", "fail"] | None = None
     created_at: datetime | None = None
+    idempotency_key: str | None = None
+    inputs_hash: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    duration_ms: int | None = None
 
 
 class ApiKeysRow(BaseModel):

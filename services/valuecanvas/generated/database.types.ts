@@ -18,6 +18,12 @@ export type Database = {
           output: Json;
           verdict: "pass" | "warn" | "fail" | null;
           created_at: string;
+          idempotency_key: string | null;
+          inputs_hash: string | null;
+          prompt_tokens: number | null;
+          completion_tokens: number | null;
+          cost_usd: number | null;
+          duration_ms: number | null;
         };
         Insert: {
           id?: never;
@@ -31,6 +37,12 @@ export type Database = {
           output?: Json;
           verdict?: "pass" | "warn" | "fail" | null;
           created_at?: string;
+          idempotency_key?: string | null;
+          inputs_hash?: string | null;
+          prompt_tokens?: number | null;
+          completion_tokens?: number | null;
+          cost_usd?: number | null;
+          duration_ms?: number | null;
         };
         Update: {
           id?: never;
@@ -44,6 +56,12 @@ export type Database = {
           output?: Json;
           verdict?: "pass" | "warn" | "fail" | null;
           created_at?: string;
+          idempotency_key?: string | null;
+          inputs_hash?: string | null;
+          prompt_tokens?: number | null;
+          completion_tokens?: number | null;
+          cost_usd?: number | null;
+          duration_ms?: number | null;
         };
       };
       api_keys: {

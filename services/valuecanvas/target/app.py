@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from valuecanvas.core.agent import agent_router
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.target.agent import TARGET
 from valuecanvas.target.settings import TargetSettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=TargetSettings)
+DEFINITION = ServiceDefinition(settings=TargetSettings, routers=[agent_router(TARGET)])

@@ -1,0 +1,55 @@
+"""The target agent: a business case (benefit, cost, ROI, NPV, IRR, payback) for each
+scenario, computed by ``finance`` from the KPI baselines and targets it is given."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from decimal import Decimal
+
+from valuecanvas.core.agent import Agent, AgentRunError, RunContext
+from valuecanvas.core.state import get_state
+from valuecanvas.target import finance
+from valuecanvas.target.schemas import TargetInput, TargetOutput
+from valuecanvas.target.settings import TargetSettings
+
+
+async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
+    settings = get_state(context.request).settings
+    assert isinstance(settings, TargetSettings)
+    rate = body.discount_rate if body.discount_rate is not None else settings.target_discount_rate
+    lines = [
+        finance.BenefitLine(b.kpi, b.baseline, b.target, b.direction, b.value_per_unit)
+        for b in body.benefits
+    ]
+    costs = finance.Costs(body.costs.one_time, body.costs.annual)
+    try:
+        scenarios = [
+            finance.scenario(
+                name,
+                Decimal(str(factor)),
+                lines,
+                costs,
+                horizon_years=body.horizon_years,
+                discount_rate=rate,
+            )
+            for name, factor in settings.target_scenarios.items()
+        ]
+    except finance.ImpossibleCaseError as exc:
+        raise AgentRunError(exc.field, exc.message) from None
+    return TargetOutput.model_validate(
+        {
+            "currency": body.currency,
+            "horizon_years": body.horizon_years,
+            "discount_rate": rate,
+            "scenarios": [asdict(scenario) for scenario in scenarios],
+        }
+    )
+
+
+TARGET = Agent(
+    name="target",
+    input_model=TargetInput,
+    output_model=TargetOutput,
+    run=build_case,
+    summary="A business case for each scenario: benefit, cost, ROI, NPV, IRR, payback",
+)
