@@ -129,3 +129,113 @@ def test_keys_are_per_organization_and_members_only(target: TestClient, database
     assert "idempotent-replayed" not in theirs.headers
     assert stranger.status_code == 403
     assert [r["organization_id"] for r in audit_rows(database.owner_dsn)] == [ORG, OTHER]
+
+
+# Realization.
+
+CASE_ID = uuid.uuid4()
+PERIOD = {"period_start": "2026-01-01", "period_end": "2026-12-31", "as_of": "2026-07-20"}
+GOALS = [
+    {"kpi": "dso", "baseline": "45", "target": "35", "direction": "decrease"},
+    {"kpi": "win rate", "baseline": "20", "target": "30", "direction": "increase"},
+]
+
+
+@pytest.fixture
+def realization(database: Database) -> Iterator[TestClient]:
+    async def seed() -> None:
+        await _seed(database.owner_dsn)
+        owner = await asyncpg.connect(database.owner_dsn)
+        try:
+            await owner.execute(
+                "insert into public.value_cases (id, organization_id, name) values ($1, $2, 'Acme')",
+                CASE_ID, ORG,
+            )  # fmt: skip
+        finally:
+            await owner.close()
+
+    asyncio.run(seed())
+    app = SERVICES["realization"].create_app(settings_for("realization", database.app_dsn))
+    with TestClient(app) as client:
+        yield client
+
+
+def record(client: TestClient, kpi: str, day: str, value: str, user: uuid.UUID = MEMBER) -> Any:
+    return client.post(
+        "/v1/kpi-measurements",
+        json={"value_case_id": str(CASE_ID), "kpi": kpi, "measured_on": day, "value": value},
+        headers=bearer(user, ORG),
+    )
+
+
+def test_realization_tracks_each_kpi_against_its_target(realization: TestClient) -> None:
+    # dso falls 0.03 a day: 45 on day 0, 42 on day 100, 39 on day 200 (July 20).
+    for day, value in (("2026-01-01", "45"), ("2026-04-11", "42"), ("2026-07-20", "39")):
+        assert record(realization, "dso", day, value).status_code == 201
+    # The win rate barely moves: 20, then 21 on day 200.
+    record(realization, "win rate", "2026-01-01", "20")
+    record(realization, "win rate", "2026-07-20", "21")
+    record(realization, "win rate", "2026-07-20", "21")  # the same day again corrects it
+
+    response = realization.post(
+        "/v1/run", json={"value_case_id": str(CASE_ID), **PERIOD, "kpis": GOALS},
+        headers=bearer(MEMBER, ORG),
+    )  # fmt: skip
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    dso, win = report["kpis"]
+    assert (dso["status"], dso["realized_share"], dso["expected_share"]) == (
+        "on_track", "0.6000", "0.5495",  # 6 of 10 points; 200 of 364 days
+    )  # fmt: skip
+    assert dso["trend_per_30_days"] == "-0.9"  # -0.03 a day
+    assert dso["forecast_value"] == "34.08"  # 45 - 0.03 x 364
+    assert dso["forecast_share"] == "1.0920"
+    assert dso["flags"] == []
+    assert (win["status"], win["realized_share"], win["forecast_share"]) == (
+        "at_risk", "0.1000", "0.1820",  # 20 + 0.005 x 364 = 21.82
+    )  # fmt: skip
+    assert win["flags"] == ["behind_plan", "forecast_short"]
+    assert (report["status"], report["at_risk"]) == ("at_risk", ["win rate"])
+
+
+def test_realization_refuses_what_it_cannot_track(realization: TestClient) -> None:
+    unknown_case = realization.post(
+        "/v1/run", json={"value_case_id": str(uuid.uuid4()), **PERIOD, "kpis": GOALS},
+        headers=bearer(MEMBER, ORG),
+    )  # fmt: skip
+    backwards = realization.post(
+        "/v1/run",
+        json={"value_case_id": str(CASE_ID), **PERIOD, "period_end": "2025-01-01", "kpis": GOALS},
+        headers=bearer(MEMBER, ORG),
+    )
+    no_improvement = realization.post(
+        "/v1/run",
+        json={"value_case_id": str(CASE_ID), **PERIOD,
+              "kpis": [{**GOALS[0], "target": "50"}]},
+        headers=bearer(MEMBER, ORG),
+    )  # fmt: skip
+    nothing_yet = realization.post(
+        "/v1/run", json={"value_case_id": str(CASE_ID), **PERIOD, "kpis": GOALS[:1]},
+        headers=bearer(MEMBER, ORG),
+    )  # fmt: skip
+
+    assert (unknown_case.status_code, unknown_case.json()["param"]) == (422, "value_case_id")
+    assert backwards.status_code == 422
+    assert (no_improvement.status_code, no_improvement.json()["param"]) == (422, "kpis.0.target")
+    assert nothing_yet.json()["kpis"][0]["flags"] == ["no_measurements"]
+
+
+def test_measurements_are_the_organizations_own(realization: TestClient) -> None:
+    stranger = realization.post(
+        "/v1/kpi-measurements",
+        json={
+            "value_case_id": str(CASE_ID),
+            "kpi": "dso",
+            "measured_on": "2026-02-01",
+            "value": "1",
+        },
+        headers=bearer(OUTSIDER, OTHER),
+    )
+
+    assert stranger.status_code == 404  # another organization's case does not exist for them

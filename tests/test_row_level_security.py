@@ -1,4 +1,4 @@
-"""Row-level security on every one of the 18 tables, through the services' own path:
+"""Row-level security on every table (the spec's 18 and the platform's own), through the services' own path:
 a non-superuser login role and :func:`caller_transaction` setting role and claims.
 
 Two organizations (A and B) and one user of each kind: an owner, an admin, a member and a
@@ -64,12 +64,15 @@ class Org:
     definition: uuid.UUID
     execution: uuid.UUID
     starter: uuid.UUID  # who started the fixture execution, owns the sessions/preferences
+    case: uuid.UUID  # its value case
 
 
 ORGS = {
-    "A": Org(ORG_A, ADMIN_A, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), MEMBER_A),
-    "B": Org(ORG_B, ADMIN_B, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), ADMIN_B),
-}
+    "A": Org(ORG_A, ADMIN_A, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), MEMBER_A,
+             uuid.uuid4()),
+    "B": Org(ORG_B, ADMIN_B, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), ADMIN_B,
+             uuid.uuid4()),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,13 @@ MEMBERS_READ_ADMINS_MANAGE = {
     "viewer_a": "S",
 }
 ADMINS_ONLY = {"owner_a": "S", "admin_a": "S"}
+# Members record and correct (viewers read); admins also delete.
+WRITERS_RECORD_ADMINS_DELETE = {
+    "owner_a": "SIUD",
+    "admin_a": "SIUD",
+    "member_a": "SIU",
+    "viewer_a": "S",
+}
 
 CASES = [
     TableCase(
@@ -344,11 +354,39 @@ CASES = [
         # append-only, and appended by the agents only (test below): members read
         {"owner_a": "S", "admin_a": "S", "member_a": "S", "viewer_a": "S"},
     ),
+    TableCase(
+        "value_cases",
+        ("id",),
+        lambda o: {"id": o.case, "organization_id": o.id, "name": "Acme renewal"},
+        lambda actor: {"organization_id": ORG_A, "name": f"Case {uuid.uuid4().hex[:6]}"},
+        "status = 'running'",
+        WRITERS_RECORD_ADMINS_DELETE,
+    ),
+    TableCase(
+        "kpi_measurements",
+        ("id",),
+        lambda o: {
+            "organization_id": o.id,
+            "value_case_id": o.case,
+            "kpi": "dso",
+            "measured_on": date(2026, 1, 31),
+            "value": 41,
+        },
+        lambda actor: {
+            "organization_id": ORG_A,
+            "value_case_id": ORGS["A"].case,
+            "kpi": "dso",
+            "measured_on": date(2026, 2, 28),
+            "value": 39,
+        },
+        "value = value + 1",
+        WRITERS_RECORD_ADMINS_DELETE,
+    ),
 ]
 
 PARENTS_FIRST = [
     "organizations", "organization_members", "teams", "team_members", "roles", "user_roles",
-    "workflow_definitions", "workflow_executions",
+    "workflow_definitions", "workflow_executions", "value_cases",
 ]  # fmt: skip
 
 

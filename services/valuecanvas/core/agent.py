@@ -43,6 +43,9 @@ class RunContext:
 
     caller: Identity
     request: Request
+    # The run's transaction, as the agent for the caller's user and organization: what it
+    # reads, row-level security lets that organization's members read.
+    connection: Connection
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -159,7 +162,7 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
                     response.headers["Idempotent-Replayed"] = "true"
                     replayed: dict[str, Any] = json.loads(stored["output"])
                     return replayed
-            context = RunContext(caller=caller, request=request)
+            context = RunContext(caller=caller, request=request, connection=connection)
             started = time.perf_counter()
             try:
                 result = await agent.run(context, body)

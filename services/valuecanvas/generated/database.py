@@ -205,6 +205,38 @@ class IntegrationsInsert(BaseModel):
     updated_at: datetime | None = None
 
 
+class KpiMeasurementsRow(BaseModel):
+    """A row of public.kpi_measurements."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    organization_id: UUID
+    value_case_id: UUID
+    kpi: str
+    measured_on: date
+    value: Decimal
+    source: str | None
+    recorded_by: UUID | None
+    created_at: datetime
+
+
+class KpiMeasurementsInsert(BaseModel):
+    """What an insert into public.kpi_measurements may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = None
+    organization_id: UUID
+    value_case_id: UUID
+    kpi: str
+    measured_on: date
+    value: Decimal
+    source: str | None = None
+    recorded_by: UUID | None = None
+    created_at: datetime | None = None
+
+
 class LlmUsageRow(BaseModel):
     """A row of public.llm_usage."""
 
@@ -537,6 +569,36 @@ class UsersInsert(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     kind: Literal["person", "service"] | None = None
+
+
+class ValueCasesRow(BaseModel):
+    """A row of public.value_cases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    organization_id: UUID
+    name: str
+    account_name: str | None
+    status: Literal["draft", "running", "completed", "failed", "approved"]
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ValueCasesInsert(BaseModel):
+    """What an insert into public.value_cases may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = None
+    organization_id: UUID
+    name: str
+    account_name: str | None = None
+    status: Literal["draft", "running", "completed", "failed", "approved"] | None = None
+    created_by: UUID | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class WebhooksRow(BaseModel):

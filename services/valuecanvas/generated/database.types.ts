@@ -237,6 +237,41 @@ export type Database = {
           updated_at?: string;
         };
       };
+      kpi_measurements: {
+        Row: {
+          id: string;
+          organization_id: string;
+          value_case_id: string;
+          kpi: string;
+          measured_on: string;
+          value: number;
+          source: string | null;
+          recorded_by: string | null;
+          created_at: string;
+        };
+        Insert: {
+          id?: string;
+          organization_id: string;
+          value_case_id: string;
+          kpi: string;
+          measured_on: string;
+          value: number;
+          source?: string | null;
+          recorded_by?: string | null;
+          created_at?: string;
+        };
+        Update: {
+          id?: string;
+          organization_id?: string;
+          value_case_id?: string;
+          kpi?: string;
+          measured_on?: string;
+          value?: number;
+          source?: string | null;
+          recorded_by?: string | null;
+          created_at?: string;
+        };
+      };
       llm_usage: {
         Row: {
           request_id: string;
@@ -593,6 +628,38 @@ export type Database = {
           created_at?: string;
           updated_at?: string;
           kind?: "person" | "service";
+        };
+      };
+      value_cases: {
+        Row: {
+          id: string;
+          organization_id: string;
+          name: string;
+          account_name: string | null;
+          status: "draft" | "running" | "completed" | "failed" | "approved";
+          created_by: string | null;
+          created_at: string;
+          updated_at: string;
+        };
+        Insert: {
+          id?: string;
+          organization_id: string;
+          name: string;
+          account_name?: string | null;
+          status?: "draft" | "running" | "completed" | "failed" | "approved";
+          created_by?: string | null;
+          created_at?: string;
+          updated_at?: string;
+        };
+        Update: {
+          id?: string;
+          organization_id?: string;
+          name?: string;
+          account_name?: string | null;
+          status?: "draft" | "running" | "completed" | "failed" | "approved";
+          created_by?: string | null;
+          created_at?: string;
+          updated_at?: string;
         };
       };
       webhooks: {

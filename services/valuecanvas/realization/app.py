@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from valuecanvas.core.agent import agent_router
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.realization.agent import REALIZATION
+from valuecanvas.realization.measurements import router as measurements
 from valuecanvas.realization.settings import RealizationSettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=RealizationSettings)
+DEFINITION = ServiceDefinition(
+    settings=RealizationSettings, routers=[agent_router(REALIZATION), measurements]
+)

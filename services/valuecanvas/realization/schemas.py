@@ -1,0 +1,89 @@
+"""The realization agent's input and output, and a recorded KPI measurement."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Measure = Annotated[
+    Decimal,
+    Field(
+        ge=Decimal("-1e12"),
+        le=Decimal("1e12"),
+        max_digits=20,
+        decimal_places=6,
+        allow_inf_nan=False,
+    ),
+]
+KpiName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KpiGoal(Input):
+    kpi: KpiName
+    baseline: Measure
+    target: Measure
+    direction: Literal["increase", "decrease"] = Field(description="which way is better")
+
+
+class RealizationInput(Input):
+    value_case_id: UUID
+    period_start: Day
+    period_end: Day
+    as_of: Day | None = Field(default=None, description="default: today (UTC)")
+    kpis: list[KpiGoal] = Field(min_length=1, max_length=20)
+    tolerance: Decimal = Field(default=Decimal("0.10"), ge=0, le=Decimal("0.5"), max_digits=5,
+                               decimal_places=4, description="how far behind counts as at risk")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _period(self) -> RealizationInput:
+        if self.period_end <= self.period_start:
+            raise ValueError("period_end must be after period_start")
+        return self
+
+
+class KpiProgress(BaseModel):
+    kpi: str
+    status: Literal["achieved", "on_track", "at_risk"]
+    measurements: int
+    latest_value: Decimal | None
+    latest_on: date | None
+    realized_share: Decimal | None = Field(description="of the target's improvement, so far")
+    expected_share: Decimal = Field(description="the share of the period elapsed")
+    trend_per_30_days: Decimal | None
+    forecast_value: Decimal | None = Field(description="the trend line at period_end")
+    forecast_share: Decimal | None
+    flags: list[str]
+
+
+class RealizationOutput(BaseModel):
+    value_case_id: UUID
+    as_of: date
+    status: Literal["achieved", "on_track", "at_risk"]
+    at_risk: list[str] = Field(description="the KPIs at risk")
+    kpis: list[KpiProgress]
+
+
+class MeasurementIn(Input):
+    value_case_id: UUID
+    kpi: KpiName
+    measured_on: Day
+    value: Measure
+    source: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+
+
+class Measurement(BaseModel):
+    id: UUID
+    value_case_id: UUID
+    kpi: str
+    measured_on: date
+    value: Decimal
+    source: str | None
