@@ -4,6 +4,7 @@ real Postgres: one audit row per invocation, replays by idempotency key, refusal
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -239,3 +240,91 @@ def test_measurements_are_the_organizations_own(realization: TestClient) -> None
     )
 
     assert stranger.status_code == 404  # another organization's case does not exist for them
+
+
+# Integrity.
+
+NOTES = ["Finance says collections take 45 days on average; the CFO wants 35.",
+         "Win rate is stuck at 20% since the last reorganisation."]  # fmt: skip
+
+
+@pytest.fixture
+def integrity(database: Database, target: TestClient) -> Iterator[tuple[TestClient, TestClient]]:
+    app = SERVICES["integrity"].create_app(settings_for("integrity", database.app_dsn))
+    with TestClient(app) as client:
+        yield client, target
+
+
+def checked(client: TestClient, case_output: dict[str, Any], **extra: Any) -> Any:
+    response = client.post(
+        "/v1/run", json={"inputs": CASE, "output": case_output, **extra},
+        headers=bearer(MEMBER, ORG),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_true_case_passes_and_a_tampered_one_fails_naming_the_number(
+    integrity: tuple[TestClient, TestClient], database: Database
+) -> None:
+    client, target = integrity
+    output = target.post("/v1/run", json=CASE, headers=bearer(MEMBER, ORG)).json()
+    narrative = ("Cutting DSO from 45 to 35 days and lifting the win rate 4 points is worth "
+                 "$100,000 a year; after the 120k outlay the expected case returns 42.86% over "
+                 "3 years, with an NPV of $60,396.79 and payback in 20.6 months.")  # fmt: skip
+    claims = [{"text": "DSO is 45 days", "source_quote": "collections take 45 days on average"}]
+    tampered = json.loads(json.dumps(output))
+    tampered["scenarios"][1]["npv"] = "90000.00"
+
+    honest = checked(client, output, narrative=narrative, claims=claims, sources=NOTES)
+    forged = checked(client, tampered)
+    invented = checked(client, output, narrative="It returns 85% in the first year.")
+    uncited = checked(
+        client, output, sources=NOTES,
+        claims=[{"text": "the CEO approved it"}, {"text": "DSO is 60", "source_quote": "DSO is 60 days"}],
+    )  # fmt: skip
+
+    assert (honest["verdict"], honest["findings"]) == ("pass", [])
+    assert honest["checked"]["narrative_numbers"] == 9
+    assert forged["verdict"] == "fail"
+    assert [f["where"] for f in forged["findings"]] == ["output.scenarios.1.npv"]
+    assert "stated 90000.00, computed 60396.79" in forged["findings"][0]["message"]
+    assert invented["verdict"] == "fail"
+    assert invented["findings"][0]["message"].startswith("'85%' matches no number")
+    assert [f["where"] for f in uncited["findings"]] == ["claims.0", "claims.1"]
+    verdicts = [r["output"] for r in audit_rows(database.owner_dsn) if r["agent"] == "integrity"]
+    assert len(verdicts) == 4
+
+
+def test_the_organizations_policies_warn_or_block(
+    integrity: tuple[TestClient, TestClient], database: Database
+) -> None:
+    client, target = integrity
+    output = target.post("/v1/run", json=CASE, headers=bearer(MEMBER, ORG)).json()
+
+    async def add_policies() -> None:
+        owner = await asyncpg.connect(database.owner_dsn)
+        try:
+            await owner.executemany(
+                "insert into public.policy_enforcement (organization_id, policy_key, scope, action, rule)"
+                " values ($1, $2, 'agent', $3, $4::jsonb)",
+                [(ORG, "roi.approval", "warn",
+                  json.dumps({"metric": "roi", "op": "gt", "value": 0.3, "message": "ROI above 30% needs approval"})),
+                 (ORG, "payback.minimum", "block",
+                  json.dumps({"metric": "payback_months", "op": "lt", "value": 1}))],
+            )  # fmt: skip
+        finally:
+            await owner.close()
+
+    warned = checked(client, output)
+    asyncio.run(add_policies())
+    with_policies = checked(client, output)
+    quick = json.loads(json.dumps(output))
+    quick["scenarios"][1]["payback_months"] = "0.5"
+    blocked = checked(client, quick)
+
+    assert warned["verdict"] == "pass"
+    assert with_policies["verdict"] == "warn"
+    assert with_policies["findings"][0]["message"].startswith("policy roi.approval: ROI above 30%")
+    assert blocked["verdict"] == "fail"  # the payback rule blocks (and the recomputation too)
+    assert {f["check"] for f in blocked["findings"]} == {"policies", "recompute"}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from valuecanvas.core.agent import agent_router
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.integrity.agent import INTEGRITY
 from valuecanvas.integrity.settings import IntegritySettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=IntegritySettings)
+DEFINITION = ServiceDefinition(settings=IntegritySettings, routers=[agent_router(INTEGRITY)])
