@@ -328,3 +328,51 @@ def test_the_organizations_policies_warn_or_block(
     assert with_policies["findings"][0]["message"].startswith("policy roi.approval: ROI above 30%")
     assert blocked["verdict"] == "fail"  # the payback rule blocks (and the recomputation too)
     assert {f["check"] for f in blocked["findings"]} == {"policies", "recompute"}
+
+
+# Expansion.
+
+
+@pytest.fixture
+def expansion(database: Database) -> Iterator[TestClient]:
+    asyncio.run(_seed(database.owner_dsn))
+    app = SERVICES["expansion"].create_app(settings_for("expansion", database.app_dsn))
+    with TestClient(app) as client:
+        yield client
+
+
+def test_expansion_ranks_what_the_customer_lacks_by_expected_value(expansion: TestClient) -> None:
+    review = {
+        "owned": ["vc-core"],
+        "kpis": [
+            {"kpi": "DSO", "status": "at_risk", "remaining_gap": "6", "value_per_unit": "40000"},
+            {"kpi": "win rate", "status": "on_track", "remaining_gap": "2", "value_per_unit": "15000"},
+            {"kpi": "time to value", "status": "achieved", "remaining_gap": "0", "value_per_unit": "5000"},
+        ],
+    }  # fmt: skip
+
+    response = expansion.post("/v1/run", json=review, headers=bearer(MEMBER, ORG))
+
+    assert response.status_code == 200, response.text
+    ranked = {c["sku"]: c for c in response.json()["candidates"]}
+    # Collections: 6 x 30% x 40 000 x need 1.0 = 72 000, minus 30 000 a year.
+    assert ranked["vc-collections"]["expected_value"] == "42000.00"
+    assert ranked["vc-collections"]["kind"] == "cross_sell"  # a family not owned yet
+    # Forecasting: win rate 2 x 25% x 15 000 x need 0.6 = 4 500, minus 36 000.
+    assert ranked["vc-forecasting"]["expected_value"] == "-31500.00"
+    # Realization Tracking: in the owned family (an upsell); its KPI is achieved (no gap).
+    assert (ranked["vc-realization"]["kind"], ranked["vc-realization"]["expected_value"]) == (
+        "upsell", "-18000.00",
+    )  # fmt: skip
+    assert next(iter(ranked)) == "vc-collections"  # the best first
+    assert "vc-core" not in ranked  # owned
+    assert "DSO (at risk, 6 units short)" in ranked["vc-collections"]["rationale"]
+
+
+def test_a_product_needs_its_prerequisites(expansion: TestClient) -> None:
+    review = {"owned": [], "kpis": [{"kpi": "dso", "status": "at_risk", "remaining_gap": "6",
+                                     "value_per_unit": "40000"}]}  # fmt: skip
+
+    response = expansion.post("/v1/run", json=review, headers=bearer(MEMBER, ORG))
+
+    assert response.json()["candidates"] == []  # Collections needs vc-core first

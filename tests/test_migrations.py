@@ -21,7 +21,7 @@ SPEC_TABLES = {
     "workflow_definitions", "workflow_executions",
 }  # fmt: skip
 # Tables the platform adds for its own needs, under the same rules.
-PLATFORM_TABLES = {"llm_usage", "value_cases", "kpi_measurements"}
+PLATFORM_TABLES = {"llm_usage", "value_cases", "kpi_measurements", "products"}
 EXPECTED_TABLES = SPEC_TABLES | PLATFORM_TABLES
 
 

@@ -382,6 +382,30 @@ CASES = [
         "value = value + 1",
         WRITERS_RECORD_ADMINS_DELETE,
     ),
+    TableCase(
+        "products",
+        ("id",),
+        lambda o: {
+            "organization_id": o.id,
+            "sku": f"own-{o.id.hex[:8]}",
+            "name": "Own",
+            "family": "own",
+            "improves_kpis": ["dso"],
+            "typical_uplift": 0.1,
+            "annual_price": 100,
+        },
+        lambda actor: {
+            "organization_id": ORG_A,
+            "sku": f"new-{uuid.uuid4().hex[:8]}",
+            "name": "New",
+            "family": "own",
+            "improves_kpis": ["dso"],
+            "typical_uplift": 0.1,
+            "annual_price": 100,
+        },
+        "annual_price = annual_price + 1",
+        MEMBERS_READ_ADMINS_MANAGE,
+    ),
 ]
 
 PARENTS_FIRST = [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from valuecanvas.core.agent import agent_router
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.expansion.agent import EXPANSION
 from valuecanvas.expansion.settings import ExpansionSettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=ExpansionSettings)
+DEFINITION = ServiceDefinition(settings=ExpansionSettings, routers=[agent_router(EXPANSION)])

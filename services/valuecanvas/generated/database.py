@@ -407,6 +407,40 @@ class PolicyEnforcementInsert(BaseModel):
     updated_at: datetime | None = None
 
 
+class ProductsRow(BaseModel):
+    """A row of public.products."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    organization_id: UUID | None
+    sku: str
+    name: str
+    family: str
+    improves_kpis: list[str]
+    typical_uplift: Decimal
+    annual_price: Decimal
+    prerequisites: list[str]
+    created_at: datetime
+
+
+class ProductsInsert(BaseModel):
+    """What an insert into public.products may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = None
+    organization_id: UUID | None = None
+    sku: str
+    name: str
+    family: str
+    improves_kpis: list[str]
+    typical_uplift: Decimal
+    annual_price: Decimal
+    prerequisites: list[str] | None = None
+    created_at: datetime | None = None
+
+
 class RolesRow(BaseModel):
     """A row of public.roles."""
 

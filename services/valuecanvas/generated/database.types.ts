@@ -462,6 +462,44 @@ export type Database = {
           updated_at?: string;
         };
       };
+      products: {
+        Row: {
+          id: string;
+          organization_id: string | null;
+          sku: string;
+          name: string;
+          family: string;
+          improves_kpis: string[];
+          typical_uplift: number;
+          annual_price: number;
+          prerequisites: string[];
+          created_at: string;
+        };
+        Insert: {
+          id?: string;
+          organization_id?: string | null;
+          sku: string;
+          name: string;
+          family: string;
+          improves_kpis: string[];
+          typical_uplift: number;
+          annual_price: number;
+          prerequisites?: string[];
+          created_at?: string;
+        };
+        Update: {
+          id?: string;
+          organization_id?: string | null;
+          sku?: string;
+          name?: string;
+          family?: string;
+          improves_kpis?: string[];
+          typical_uplift?: number;
+          annual_price?: number;
+          prerequisites?: string[];
+          created_at?: string;
+        };
+      };
       roles: {
         Row: {
           id: string;

@@ -1,0 +1,50 @@
+"""The expansion agent's input (a realization review and the KPIs' worth) and its ranking."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Amount = Annotated[
+    Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=20, decimal_places=6, allow_inf_nan=False)
+]
+Sku = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KpiWorth(Input):
+    kpi: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
+    status: Literal["achieved", "on_track", "at_risk"] = Field(
+        description="from the realization review"
+    )
+    remaining_gap: Amount = Field(description="KPI units still missing of the target's improvement")
+    value_per_unit: Amount = Field(description="money per unit of improvement, per year")
+
+
+class ExpansionInput(Input):
+    owned: list[Sku] = Field(
+        default_factory=list, max_length=50, json_schema_extra={"uniqueItems": True}
+    )
+    kpis: list[KpiWorth] = Field(min_length=1, max_length=20)
+    limit: int = Field(default=5, ge=1, le=20)
+
+
+class CandidateOut(BaseModel):
+    sku: str
+    name: str
+    kind: Literal["upsell", "cross_sell"]
+    expected_value: Decimal = Field(description="a year: the value it adds minus its price")
+    gross_value: Decimal
+    annual_price: Decimal
+    kpis: list[str]
+    rationale: str
+
+
+class ExpansionOutput(BaseModel):
+    candidates: list[CandidateOut]
+    considered: int = Field(description="products the customer could add")
