@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Amount = Annotated[
-    Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=20, decimal_places=6, allow_inf_nan=False)
-]
+from valuecanvas.core.numbers import Amount, Number
+
 Sku = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 
 
@@ -38,9 +36,9 @@ class CandidateOut(BaseModel):
     sku: str
     name: str
     kind: Literal["upsell", "cross_sell"]
-    expected_value: Decimal = Field(description="a year: the value it adds minus its price")
-    gross_value: Decimal
-    annual_price: Decimal
+    expected_value: Number = Field(description="a year: the value it adds minus its price")
+    gross_value: Number
+    annual_price: Number
     kpis: list[str]
     rationale: str
 

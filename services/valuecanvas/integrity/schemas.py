@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from valuecanvas.core.numbers import Fraction
 from valuecanvas.target.schemas import TargetInput, TargetOutput
 
 
@@ -27,8 +28,9 @@ class IntegrityInput(Input):
     sources: list[str] = Field(
         default_factory=list, max_length=20, description="the discovery notes quotes must come from"
     )
-    tolerance: Decimal = Field(default=Decimal("0.005"), ge=0, le=Decimal("0.1"), max_digits=5,
-                               decimal_places=4, description="relative, for narrative numbers")  # fmt: skip
+    tolerance: Fraction = Field(
+        default=Decimal("0.005"), le=Decimal("0.1"), description="relative, for narrative numbers"
+    )
 
 
 class FindingOut(BaseModel):

@@ -9,16 +9,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Measure = Annotated[
-    Decimal,
-    Field(
-        ge=Decimal("-1e12"),
-        le=Decimal("1e12"),
-        max_digits=20,
-        decimal_places=6,
-        allow_inf_nan=False,
-    ),
-]
+from valuecanvas.core.numbers import Fraction, Measure
+
 KpiName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
 
@@ -40,8 +32,9 @@ class RealizationInput(Input):
     period_end: Day
     as_of: Day | None = Field(default=None, description="default: today (UTC)")
     kpis: list[KpiGoal] = Field(min_length=1, max_length=20)
-    tolerance: Decimal = Field(default=Decimal("0.10"), ge=0, le=Decimal("0.5"), max_digits=5,
-                               decimal_places=4, description="how far behind counts as at risk")  # fmt: skip
+    tolerance: Fraction = Field(
+        default=Decimal("0.10"), le=Decimal("0.5"), description="how far behind counts as at risk"
+    )
 
     @model_validator(mode="after")
     def _period(self) -> RealizationInput:
