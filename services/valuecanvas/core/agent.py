@@ -170,7 +170,11 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
                 raise ProblemError(
                     422, "impossible_input", exc.message, param=exc.field_name
                 ) from None
-            output = output_model.model_validate(result).model_dump(mode="json")
+            # Postgres text cannot hold NUL: a NUL quoted back from the inputs is replaced
+            # (U+FFFD) in what is stored and answered alike, so a replay answers the same.
+            output: dict[str, Any] = json.loads(
+                output_model.model_validate(result).model_dump_json().replace("\\u0000", "\ufffd")
+            )
             await _record(
                 connection, agent.name, caller, idempotency_key, digest, output, context,
                 round((time.perf_counter() - started) * 1000), agent.verdict(result),

@@ -17,7 +17,6 @@ from pydantic import AfterValidator, Field
 
 _UNSIGNED_12 = r"^\d{1,12}(\.\d+)?$"
 _SIGNED_12 = r"^[-+]?\d{1,12}(\.\d+)?$"
-_SIGNED = r"^[-+]?\d+(\.\d+)?$"
 _FRACTION = r"^[01](\.\d+)?$"
 
 
@@ -54,5 +53,10 @@ Fraction = Annotated[
     Field(ge=0, le=1, allow_inf_nan=False, json_schema_extra=_strings(_FRACTION)),
     _places(4),
 ]
-# Any decimal, as it is (an output, which the integrity agent is given back as an input).
-Number = Annotated[Decimal, Field(allow_inf_nan=False, json_schema_extra=_strings(_SIGNED))]
+# Any decimal up to 10^15 either way, as it is (an output, which the integrity agent is
+# given back as an input).
+Number = Annotated[
+    Decimal,
+    Field(ge=Decimal("-1e15"), le=Decimal("1e15"), allow_inf_nan=False,
+          json_schema_extra=_strings(r"^[-+]?\d{1,15}(\.\d+)?$")),
+]  # fmt: skip

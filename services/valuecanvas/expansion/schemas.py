@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from valuecanvas.core.numbers import Amount, Number
 
@@ -25,11 +25,18 @@ class KpiWorth(Input):
 
 
 class ExpansionInput(Input):
+    @field_validator("owned")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a product is listed twice")
+        return value
+
     owned: list[Sku] = Field(
         default_factory=list, max_length=50, json_schema_extra={"uniqueItems": True}
     )
     kpis: list[KpiWorth] = Field(min_length=1, max_length=20)
-    limit: int = Field(default=5, ge=1, le=20)
+    limit: int = Field(default=5, ge=1, le=20, strict=True)
 
 
 class CandidateOut(BaseModel):

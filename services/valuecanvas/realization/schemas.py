@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from valuecanvas.core.numbers import Fraction, Measure
 
 KpiName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
-Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+Day = date
 
 
 class Input(BaseModel):

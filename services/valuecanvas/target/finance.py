@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Literal
 
 import numpy_financial as npf
@@ -97,6 +97,23 @@ def annual_benefit(lines: list[BenefitLine], factor: Decimal) -> Decimal:
 
 
 def scenario(
+    name: str,
+    factor: Decimal,
+    lines: list[BenefitLine],
+    costs: Costs,
+    *,
+    horizon_years: int,
+    discount_rate: Decimal,
+) -> ScenarioResult:
+    # Enough digits for any product of bounded inputs (the default 28 is not, for a
+    # forged output's factor given back to the integrity agent).
+    with localcontext(prec=80):
+        return _scenario(
+            name, factor, lines, costs, horizon_years=horizon_years, discount_rate=discount_rate
+        )
+
+
+def _scenario(
     name: str,
     factor: Decimal,
     lines: list[BenefitLine],

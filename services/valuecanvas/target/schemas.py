@@ -31,7 +31,7 @@ class TargetInput(Input):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     benefits: list[Benefit] = Field(min_length=1, max_length=50)
     costs: Costs
-    horizon_years: int = Field(default=3, ge=1, le=10)
+    horizon_years: int = Field(default=3, ge=1, le=10, strict=True)
     discount_rate: Fraction | None = Field(
         default=None, lt=1, description="default: the service's TARGET_DISCOUNT_RATE"
     )  # fmt: skip
@@ -53,6 +53,6 @@ class Scenario(BaseModel):
 
 class TargetOutput(BaseModel):
     currency: str
-    horizon_years: int
+    horizon_years: int = Field(strict=True)
     discount_rate: Number
     scenarios: list[Scenario]
