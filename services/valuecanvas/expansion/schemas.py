@@ -1,4 +1,4 @@
-"""The expansion agent's input (a realization review and the KPIs' worth) and its ranking."""
+"""This agent's input (a review of the value realized, and the KPIs' worth) and its ranking."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ class Input(BaseModel):
 class KpiWorth(Input):
     kpi: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
     status: Literal["achieved", "on_track", "at_risk"] = Field(
-        description="from the realization review"
+        description="from the review of the value realized"
     )
-    remaining_gap: Amount = Field(description="KPI units still missing of the target's improvement")
+    remaining_gap: Amount = Field(description="KPI units still missing of the improvement aimed at")
     value_per_unit: Amount = Field(description="money per unit of improvement, per year")
 
 
