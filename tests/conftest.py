@@ -70,7 +70,9 @@ def migrated_template(postgres: TemporaryPostgres) -> str:
             await owner.execute(
                 f"create role {APP_ROLE} login noinherit password '{APP_PASSWORD}' nosuperuser nobypassrls"
             )
-            await owner.execute(f"grant anon, authenticated, service_role to {APP_ROLE}")
+            await owner.execute(
+                f"grant anon, authenticated, service_role, orchestrator to {APP_ROLE}"
+            )
         finally:
             await owner.close()
 

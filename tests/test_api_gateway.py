@@ -20,7 +20,7 @@ from tests.support.servers import Database, RedisServer
 from tests.support.tokens import JWT_SECRET, bearer
 from tests.test_service_apps import INTERNAL_SECRET, settings_for
 from tests.test_settings_and_cli import run_cli
-from valuecanvas.api_gateway.api.webhooks import signing_secret
+from valuecanvas.core.webhooks import signing_secret
 from valuecanvas.registry import SERVICES
 
 ORG_A, ORG_B = uuid.uuid4(), uuid.uuid4()

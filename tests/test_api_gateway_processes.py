@@ -57,7 +57,7 @@ def gateway_env(
         "log_level": "WARNING",
         "gateway_routes": json.dumps(routes),
         # Nothing listens on the opportunity agent's port: an upstream that is down.
-        "gateway_upstream_urls": json.dumps(
+        "service_urls": json.dumps(
             {"orchestrator": echo.url, "opportunity": f"http://127.0.0.1:{free_port()}"}
         ),
         "gateway_breaker_failures": 3,
@@ -288,9 +288,7 @@ async def test_a_streamed_completion_passes_through_the_llm_proxy(
     proxy = ServiceProcess("llm-proxy", free_port(), proxy_env, tmp_path / "proxy.log")
     started.append(proxy.start())
     env = gateway_env(database, redis_server, echo)
-    env["gateway_upstream_urls"] = json.dumps(
-        {**json.loads(env["gateway_upstream_urls"]), "llm-proxy": proxy.url}
-    )
+    env["service_urls"] = json.dumps({**json.loads(env["service_urls"]), "llm-proxy": proxy.url})
     gateway = start_gateway(started, tmp_path, env)
     body = {"model": "valuecanvas-default", "stream": True,
             "messages": [{"role": "user", "content": "Quantify the value."}]}  # fmt: skip

@@ -65,7 +65,7 @@ def start_stack(stack: ExitStack) -> tuple[str, str, dict[str, dict[str, str]], 
         f"JWT_SECRET={secret}", f"INTERNAL_TOKEN_SECRET={uuid.uuid4().hex * 2}",
         f"GATEWAY_ROUTES={json.dumps(routes)}",
         # The upstream plays the llm-proxy: /together/v1/chat/completions.
-        "GATEWAY_UPSTREAM_URLS=" + json.dumps({"llm-proxy": f"http://127.0.0.1:{upstream_port}/together"}),
+        "SERVICE_URLS=" + json.dumps({"llm-proxy": f"http://127.0.0.1:{upstream_port}/together"}),
         "GATEWAY_LIMIT_PER_USER=10000000", "GATEWAY_LIMIT_PER_API_KEY=10000000",
         "GATEWAY_LIMIT_PER_ORGANIZATION=10000000", "LOG_LEVEL=INFO",
     ]) + "\n")  # fmt: skip

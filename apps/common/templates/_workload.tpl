@@ -53,6 +53,8 @@ data:
   HOST: "0.0.0.0"
   PORT: {{ .Values.port | quote }}
   LOG_LEVEL: {{ .Values.logLevel | quote }}
+  # The other services, by their Kubernetes Service (same namespace) on the catalogue port.
+  SERVICE_URL_TEMPLATE: "http://{name}:{port}"
   {{- range $key, $value := .Values.env }}
   {{ $key }}: {{ $value | quote }}
   {{- end }}

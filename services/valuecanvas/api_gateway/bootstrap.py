@@ -11,10 +11,8 @@ from datetime import datetime
 
 from valuecanvas.api_gateway import repository
 from valuecanvas.api_gateway.keys import NewKey, generate_key
-from valuecanvas.core.db import Pool, caller_transaction
+from valuecanvas.core.db import SERVICE_ROLE, Pool, caller_transaction
 from valuecanvas.core.identity import Identity
-
-SERVICE_ROLE = repository.SERVICE_ROLE
 
 
 class BootstrapError(Exception):

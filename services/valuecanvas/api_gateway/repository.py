@@ -12,34 +12,20 @@ they happen before any caller is known.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from valuecanvas.core.db import Connection, Pool, caller_transaction
+from valuecanvas.core.db import SERVICE_ROLE, Connection, Pool, as_service_role, caller_transaction
 from valuecanvas.core.identity import Identity
 
 if TYPE_CHECKING:
     from valuecanvas.api_gateway.keys import ApiKey
 
-SERVICE_ROLE = Identity(
-    user_id=None, organization_id=None, role="service_role", via="internal_token"
-)
 _ROLE_BY_SCOPE = (("admin", "admin"), ("value-cases:write", "member"))
-
-
-@asynccontextmanager
-async def as_service_role(connection: Connection) -> AsyncIterator[Connection]:
-    """Within the caller's transaction, act as service_role, then as the caller again."""
-    previous = await connection.fetchval("select current_setting('role')")
-    await connection.execute("select set_config('role', 'service_role', true)")
-    yield connection
-    # Not restored after an error: the transaction is aborted and rolled back whole.
-    await connection.execute("select set_config('role', $1, true)", previous)
 
 
 # API keys, before a caller is known.

@@ -107,7 +107,7 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
     )
     services = {route.service for route in settings.gateway_routes}
     upstreams = Upstreams(
-        urls={service: settings.upstream_url(service) for service in services},
+        urls={service: settings.service_url(service) for service in services},
         retry_attempts=settings.gateway_retry_attempts,
         breaker_failures=settings.gateway_breaker_failures,
         breaker_cooldown_seconds=settings.gateway_breaker_cooldown_seconds,

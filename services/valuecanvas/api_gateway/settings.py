@@ -23,14 +23,9 @@ class ApiGatewaySettings(ServiceSettings):
     supabase_url: AnyHttpUrl | None = None
     supabase_service_role_key: SecretStr | None = None
 
-    # Routing: the public paths and the service each goes to (routes.yaml by default), and
-    # how a service's base URL is made from its catalogue entry: 127.0.0.1 on one machine,
-    # the Kubernetes Service's name in a cluster.
+    # Routing: the public paths and the service each goes to (routes.yaml by default). Where
+    # a service is: ServiceSettings.service_url.
     gateway_routes: list[Route] = Field(default_factory=default_routes)
-    gateway_upstream_url_template: str = "http://127.0.0.1:{port}"
-    gateway_upstream_urls: dict[str, AnyHttpUrl] = Field(
-        default_factory=dict, description="a service's base URL, overriding the template"
-    )
     gateway_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     gateway_retry_attempts: int = Field(default=2, ge=1, le=5)
     gateway_breaker_failures: int = Field(default=5, ge=1)
@@ -74,9 +69,3 @@ class ApiGatewaySettings(ServiceSettings):
         if len(paths) != len(set(paths)):
             raise ValueError("two routes have the same path")
         return value
-
-    def upstream_url(self, service: str) -> str:
-        if service in self.gateway_upstream_urls:
-            return str(self.gateway_upstream_urls[service]).rstrip("/")
-        entry = catalogue()[service]
-        return self.gateway_upstream_url_template.format(name=entry.name, port=entry.port)

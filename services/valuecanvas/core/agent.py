@@ -12,6 +12,8 @@ per idempotency key, and one ``agent_audit_log`` row per invocation.
   concurrent calls with it run once.
 - The inputs are hashed (sha256 of their canonical JSON) and the hash stored, with the
   output, the duration, and the tokens and cost of any LLM calls.
+- ``Workflow-Execution-Id`` (optional; the orchestrator sends it): the run the invocation
+  belongs to, stored in the row. It must be a run the caller's organization can see.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel
@@ -49,6 +52,7 @@ class RunContext:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    model: str | None = None  # the model that answered, when the run asked one
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +98,7 @@ async def _record(
     connection: Connection,
     agent: str,
     caller: Identity,
+    execution: UUID | None,
     key: str | None,
     digest: str,
     output: dict[str, Any],
@@ -105,8 +110,8 @@ async def _record(
         """insert into public.agent_audit_log
              (organization_id, agent, action, user_id, input_summary, output, verdict,
               idempotency_key, inputs_hash, prompt_tokens, completion_tokens, cost_usd,
-              duration_ms)
-           values ($1, $2, 'run', $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)""",
+              duration_ms, workflow_execution_id, model)
+           values ($1, $2, 'run', $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
         caller.organization_id,
         agent,
         caller.user_id,
@@ -119,6 +124,8 @@ async def _record(
         context.completion_tokens,
         context.cost_usd,
         duration_ms,
+        execution,
+        context.model,
     )
 
 
@@ -135,6 +142,9 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
             str | None,
             Header(pattern=IDEMPOTENCY_KEY, description="the same key returns the stored result"),
         ] = None,
+        workflow_execution_id: Annotated[
+            UUID | None, Header(description="the workflow run this invocation is a step of")
+        ] = None,
     ) -> dict[str, Any]:
         if caller.organization_id is None or caller.user_id is None:
             raise ProblemError(403, "organization_required", "the token names no organization")
@@ -146,6 +156,14 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
                 raise ProblemError(
                     403, "not_a_member", "you are not an active member of the token's organization"
                 )
+            if workflow_execution_id is not None and not await connection.fetchval(
+                "select exists (select from public.workflow_executions where id = $1)",
+                workflow_execution_id,
+            ):
+                raise ProblemError(
+                    422, "unknown_workflow", "no such workflow run in your organization",
+                    param="Workflow-Execution-Id",
+                )  # fmt: skip
             if idempotency_key is not None:
                 await connection.execute(
                     "select pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -176,7 +194,8 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
                 output_model.model_validate(result).model_dump_json().replace("\\u0000", "\ufffd")
             )
             await _record(
-                connection, agent.name, caller, idempotency_key, digest, output, context,
+                connection, agent.name, caller, workflow_execution_id, idempotency_key, digest,
+                output, context,
                 round((time.perf_counter() - started) * 1000), agent.verdict(result),
             )  # fmt: skip
         return output

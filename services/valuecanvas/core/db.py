@@ -51,6 +51,23 @@ async def caller_transaction(
         yield connection
 
 
+# The role the services use for what no caller can do (and no policy can express); always
+# with the organization written in the statement.
+SERVICE_ROLE = Identity(
+    user_id=None, organization_id=None, role="service_role", via="internal_token"
+)
+
+
+@asynccontextmanager
+async def as_service_role(connection: Connection) -> AsyncIterator[Connection]:
+    """Within the caller's transaction, act as service_role, then as the caller again."""
+    previous = await connection.fetchval("select current_setting('role')")
+    await connection.execute("select set_config('role', 'service_role', true)")
+    yield connection
+    # Not restored after an error: the transaction is aborted and rolled back whole.
+    await connection.execute("select set_config('role', $1, true)", previous)
+
+
 async def check_database(pool: Pool, timeout_seconds: float) -> None:
     """Raise if the database does not answer ``select 1`` within ``timeout_seconds``."""
     async with pool.acquire(timeout=timeout_seconds) as connection:

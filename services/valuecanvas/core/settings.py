@@ -26,6 +26,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from valuecanvas.catalogue import catalogue
+
 
 class Environment(StrEnum):
     LOCAL = "local"
@@ -81,6 +83,19 @@ class ServiceSettings(BaseSettings):
     # Short-lived tokens one service mints for calls it makes on a user's behalf.
     internal_token_secret: SecretStr
     internal_token_ttl_seconds: int = Field(default=60, ge=5, le=900)
+
+    # Where the other services are (service_url): a base URL made from each one's catalogue
+    # entry ({name}, {port}): 127.0.0.1 on one machine, the Kubernetes Service in a cluster.
+    service_url_template: str = "http://127.0.0.1:{port}"
+    service_urls: dict[str, AnyHttpUrl] = Field(
+        default_factory=dict, description="a service's base URL, overriding the template"
+    )
+
+    def service_url(self, service: str) -> str:
+        if service in self.service_urls:
+            return str(self.service_urls[service]).rstrip("/")
+        entry = catalogue()[service]
+        return self.service_url_template.format(name=entry.name, port=entry.port)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -170,3 +185,13 @@ def describe_validation_error(service: str, error: ValidationError) -> str:
             message = "is not set"
         problems.append(f"{variable} {message}" if variable else message)
     return f"{service}: invalid configuration: " + "; ".join(problems)
+
+
+class AgentSettings(ServiceSettings):
+    """What the five agents share: the LLM they ask (through the llm-proxy only)."""
+
+    agent_llm_model: str = Field(
+        default="valuecanvas-default", pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="the llm-proxy's logical model",
+    )  # fmt: skip
+    agent_llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from valuecanvas.catalogue import catalogue
-from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.core.settings import AgentSettings
 
 SERVICE = catalogue()["expansion"]
 
 
-class ExpansionSettings(ServiceSettings):
+class ExpansionSettings(AgentSettings):
     service_name: str = SERVICE.name
     port: int = SERVICE.port

@@ -9,13 +9,10 @@ from uuid import UUID
 
 import asyncpg
 
-from valuecanvas.core.db import Connection, Pool, caller_transaction
+from valuecanvas.core.db import SERVICE_ROLE, Connection, Pool, caller_transaction
 from valuecanvas.core.identity import Identity
 from valuecanvas.generated.database import LlmUsageInsert
 
-SERVICE_ROLE = Identity(
-    user_id=None, organization_id=None, role="service_role", via="internal_token"
-)
 _COLUMNS = (
     "completion_id", "request_id", "user_id", "organization_id", "logical_model", "provider", "provider_model",
     "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "cost_usd", "latency_ms",

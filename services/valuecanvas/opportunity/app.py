@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from valuecanvas.core.agent import agent_router
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.opportunity.agent import OPPORTUNITY
 from valuecanvas.opportunity.settings import OpportunitySettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=OpportunitySettings)
+DEFINITION = ServiceDefinition(settings=OpportunitySettings, routers=[agent_router(OPPORTUNITY)])

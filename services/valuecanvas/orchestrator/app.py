@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from valuecanvas.core.app import ServiceDefinition
+from valuecanvas.orchestrator.api import ROUTERS
+from valuecanvas.orchestrator.runtime import lifespan_extension
 from valuecanvas.orchestrator.settings import OrchestratorSettings
 
-# Its own routers join the shared ones (probes, /v1/whoami) as its endpoints arrive.
-DEFINITION = ServiceDefinition(settings=OrchestratorSettings)
+DEFINITION = ServiceDefinition(
+    settings=OrchestratorSettings, routers=ROUTERS, extension=lifespan_extension
+)

@@ -56,7 +56,10 @@ async def review(context: RunContext, body: RealizationInput) -> RealizationOutp
             "as_of": as_of,
             "status": overall,
             "at_risk": at_risk,
-            "kpis": [asdict(item) for item in progress],
+            "kpis": [
+                {**asdict(item), "value_per_unit": goal.value_per_unit}
+                for item, goal in zip(progress, body.kpis, strict=True)
+            ],
         }
     )
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from valuecanvas.core.numbers import Fraction, Measure
+from valuecanvas.core.numbers import Amount, Fraction, Measure
 
 KpiName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Day = date
@@ -24,6 +24,9 @@ class KpiGoal(Input):
     baseline: Measure
     target: Measure
     direction: Literal["increase", "decrease"] = Field(description="which way is better")
+    value_per_unit: Amount | None = Field(
+        default=None, description="money per unit of improvement, per year (passed on)"
+    )
 
 
 class RealizationInput(Input):
@@ -55,6 +58,8 @@ class KpiProgress(BaseModel):
     forecast_value: Decimal | None = Field(description="the trend line at period_end")
     forecast_share: Decimal | None
     flags: list[str]
+    remaining_gap: Decimal = Field(description="KPI units still missing of the improvement")
+    value_per_unit: Decimal | None = Field(description="as given with the goal")
 
 
 class RealizationOutput(BaseModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from valuecanvas.catalogue import catalogue
-from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.core.settings import AgentSettings
 
 SERVICE = catalogue()["realization"]
 
 
-class RealizationSettings(ServiceSettings):
+class RealizationSettings(AgentSettings):
     service_name: str = SERVICE.name
     port: int = SERVICE.port
 

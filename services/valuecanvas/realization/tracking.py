@@ -60,6 +60,7 @@ class Progress:
     forecast_value: Decimal | None
     forecast_share: Decimal | None
     flags: list[str] = field(default_factory=list)
+    remaining_gap: Decimal = Decimal(0)  # KPI units still missing of the improvement aimed at
 
 
 def _share(value: float | Decimal) -> Decimal:
@@ -86,7 +87,7 @@ def track(
     expected = _share(min(max((as_of - start).days / length, 0.0), 1.0))
     if not points:
         return Progress(goal.kpi, "at_risk", 0, None, None, None, expected, None, None, None,
-                        ["no_measurements"])  # fmt: skip
+                        ["no_measurements"], wanted)  # fmt: skip
     points = sorted(points)
     latest_on, latest = points[-1]
     realized = _share(goal.sign * (latest - goal.baseline) / wanted)
@@ -108,5 +109,6 @@ def track(
     if (as_of - latest_on).days > stale_days:
         flags.append("stale")
     status: Status = "achieved" if realized >= 1 else "at_risk" if flags else "on_track"
+    remaining = max(Decimal(0), goal.sign * (goal.target - latest))
     return Progress(goal.kpi, status, len(points), latest, latest_on, realized, expected,
-                    trend, forecast_value, forecast_share, flags)  # fmt: skip
+                    trend, forecast_value, forecast_share, flags, remaining)  # fmt: skip

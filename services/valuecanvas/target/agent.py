@@ -1,5 +1,6 @@
 """The target agent: a business case (benefit, cost, ROI, NPV, IRR, payback) for each
-scenario, computed by ``finance`` from the KPI baselines and targets it is given."""
+scenario asked for, computed by ``finance`` from the KPI baselines and targets it is given,
+and the case in words (``narrative``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from decimal import Decimal
 
 from valuecanvas.core.agent import Agent, AgentRunError, RunContext
 from valuecanvas.core.state import get_state
-from valuecanvas.target import finance
+from valuecanvas.target import finance, narrative
 from valuecanvas.target.schemas import TargetInput, TargetOutput
 from valuecanvas.target.settings import TargetSettings
 
@@ -22,6 +23,13 @@ async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
         for b in body.benefits
     ]
     costs = finance.Costs(body.costs.one_time, body.costs.annual)
+    configured = settings.target_scenarios
+    unknown = sorted(set(body.scenarios or ()) - set(configured))
+    if unknown:
+        raise AgentRunError(
+            "scenarios", f"unknown scenario {unknown[0]!r} (known: {', '.join(configured)})"
+        )
+    wanted = {name: configured[name] for name in (body.scenarios or configured)}
     try:
         scenarios = [
             finance.scenario(
@@ -32,7 +40,7 @@ async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
                 horizon_years=body.horizon_years,
                 discount_rate=rate,
             )
-            for name, factor in settings.target_scenarios.items()
+            for name, factor in wanted.items()
         ]
     except finance.ImpossibleCaseError as exc:
         raise AgentRunError(exc.field, exc.message) from None
@@ -42,6 +50,9 @@ async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
             "horizon_years": body.horizon_years,
             "discount_rate": rate,
             "scenarios": [asdict(scenario) for scenario in scenarios],
+            "narrative": await narrative.write(
+                context, body.currency, body.horizon_years, rate, scenarios
+            ),
         }
     )
 

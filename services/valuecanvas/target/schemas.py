@@ -3,15 +3,18 @@ every field bounded."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from valuecanvas.core.numbers import Amount, Fraction, Measure, Number
 
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+ScenarioName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
 
 
 class Benefit(Input):
@@ -35,6 +38,17 @@ class TargetInput(Input):
     discount_rate: Fraction | None = Field(
         default=None, lt=1, description="default: the service's TARGET_DISCOUNT_RATE"
     )  # fmt: skip
+    scenarios: list[ScenarioName] | None = Field(
+        default=None, min_length=1, max_length=10, json_schema_extra={"uniqueItems": True},
+        description="which of the configured scenarios (TARGET_SCENARIOS); default: all",
+    )  # fmt: skip
+
+    @field_validator("scenarios")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a scenario is listed twice")
+        return value
 
 
 class Scenario(BaseModel):
@@ -56,3 +70,6 @@ class TargetOutput(BaseModel):
     horizon_years: int = Field(strict=True)
     discount_rate: Number
     scenarios: list[Scenario]
+    narrative: str = Field(
+        default="", description="the case in words; every number in it is one of the case's"
+    )

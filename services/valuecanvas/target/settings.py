@@ -7,12 +7,12 @@ from decimal import Decimal
 from pydantic import Field, field_validator
 
 from valuecanvas.catalogue import catalogue
-from valuecanvas.core.settings import ServiceSettings
+from valuecanvas.core.settings import AgentSettings
 
 SERVICE = catalogue()["target"]
 
 
-class TargetSettings(ServiceSettings):
+class TargetSettings(AgentSettings):
     service_name: str = SERVICE.name
     port: int = SERVICE.port
 

@@ -1,14 +1,13 @@
 """Webhooks: registered (the signing secret shown once), listed, deleted. For the
 organization's owners and admins.
 
-The secret is HMAC-SHA256(a key derived from INTERNAL_TOKEN_SECRET, the webhook's id), so
-whoever delivers (the orchestrator) derives it again and nothing stores it; the table
+The secret is derived from INTERNAL_TOKEN_SECRET and the webhook's id (core/webhooks.py),
+so whoever delivers (the orchestrator) derives it again and nothing stores it; the table
 keeps its sha256 only."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -29,16 +28,11 @@ from valuecanvas.api_gateway.caller import REFUSALS, Caller
 from valuecanvas.api_gateway.schemas import Page, Webhook, WebhookCreate, WebhookCreated
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.state import get_state
+from valuecanvas.core.webhooks import signing_secret
 
 router = APIRouter(
     prefix="/v1/organizations/{organization_id}/webhooks", tags=["webhooks"], responses=REFUSALS
 )
-
-
-def signing_secret(internal_token_secret: str, webhook: UUID) -> str:
-    """The webhook's signing secret: the same wherever the platform's secret is known."""
-    key = hmac.new(internal_token_secret.encode(), b"valuecanvas webhook signing", hashlib.sha256)
-    return "whsec_" + hmac.new(key.digest(), str(webhook).encode(), hashlib.sha256).hexdigest()
 
 
 @router.get("", response_model=Page[Webhook], responses=INVALID)

@@ -22,6 +22,7 @@ from valuecanvas.llm_proxy.api.outcomes import (
     Ids,
     all_providers_failed,
     body_error_response,
+    cost_headers,
     ledger_entry_for,
     proxy_headers,
     rate_headers,
@@ -142,7 +143,12 @@ async def complete(
         await record(request, runtime, entry)
         overhead = time.perf_counter() - started
         return JSONResponse(
-            answer, headers={**rate_headers(decision), **proxy_headers("offline", 1, overhead)}
+            answer,
+            headers={
+                **rate_headers(decision),
+                **proxy_headers("offline", 1, overhead),
+                **cost_headers(entry),
+            },
         )
     try:
         completion = await runtime.upstream.complete(logical, payload)
@@ -171,5 +177,6 @@ async def complete(
         headers={
             **rate_headers(decision),
             **proxy_headers(attempts.provider.name, attempts.count, overhead),
+            **cost_headers(entry),
         },
     )

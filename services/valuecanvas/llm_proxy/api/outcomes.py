@@ -74,6 +74,14 @@ def proxy_headers(provider: str, attempts: int, overhead_seconds: float) -> dict
     }
 
 
+def cost_headers(entry: LedgerEntry) -> dict[str, str]:
+    """What a completion cost, and its ledger id: a caller (an agent) accounts for it."""
+    return {
+        "X-ValueCanvas-Completion-Id": str(entry.completion_id),
+        "X-ValueCanvas-Cost-Usd": money(entry.cost_usd),
+    }
+
+
 def token_usage(
     body: dict[str, Any], messages: list[Any], completion_text: str
 ) -> tuple[int, int, bool]:

@@ -1,0 +1,208 @@
+"""Runs: starting one (shared by value cases, reviews and named definitions), reading it,
+following it (server-sent events), cancelling it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from dbos import DBOS, SetWorkflowID
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from valuecanvas.core.auth import UNAUTHORIZED, Caller
+from valuecanvas.core.db import Connection, caller_transaction
+from valuecanvas.core.errors import ProblemError, error_doc
+from valuecanvas.core.identity import Identity
+from valuecanvas.core.state import get_state
+from valuecanvas.orchestrator import repository
+from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions
+from valuecanvas.orchestrator.engine import run_workflow
+from valuecanvas.orchestrator.runtime import runtime_of
+from valuecanvas.orchestrator.schemas import Started, Workflow, WorkflowCreate
+
+router = APIRouter(tags=["workflows"])
+NOT_FOUND = error_doc("no such workflow in your organization")
+MEMBERS = error_doc("the token names no organization, or you are not a member (viewers read only)")
+
+
+async def writer_in(connection: Connection, caller: Identity) -> UUID:
+    """The caller's organization, if they may start runs in it (members, not viewers)."""
+    if caller.organization_id is None or caller.user_id is None:
+        raise ProblemError(403, "organization_required", "the token names no organization")
+    if await connection.fetchval("select private.acting_writer_organization_id()") is None:
+        raise ProblemError(
+            403, "forbidden", "only active members (not viewers) of the organization start runs"
+        )
+    return caller.organization_id
+
+
+def job_for(
+    execution: UUID, organization: UUID, user: UUID, name: str, definition: dict[str, Any],
+    run_input: dict[str, Any], value_case: UUID | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The workflow's input: everything it needs, so that a resumed run needs nothing else."""
+    return {
+        "execution_id": str(execution), "organization_id": str(organization), "user_id": str(user),
+        "definition_name": name, "definition": definition, "input": run_input,
+        "value_case_id": None if value_case is None else str(value_case),
+    }  # fmt: skip
+
+
+async def launch(job: dict[str, Any]) -> None:
+    """Start the durable run (its id is the execution's: starting it twice runs it once)."""
+    with SetWorkflowID(job["execution_id"]):
+        await DBOS.start_workflow_async(run_workflow, job)
+
+
+async def start_run(
+    request: Request, caller: Identity, name: str, run_input: dict[str, Any], *,
+    value_case: dict[str, Any] | None = None,
+) -> tuple[UUID, UUID | None]:  # fmt: skip
+    """Record the run (and its value case) as the caller, then start it. A definition is
+    the organization's own of that name, else the built-in one."""
+    state = get_state(request)
+    assert caller.user_id is not None
+    try:
+        async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
+            organization = await writer_in(connection, caller)
+            case = None
+            if value_case is not None:
+                case = await repository.create_value_case(
+                    connection, organization, value_case["name"], value_case["account_name"],
+                    run_input,
+                )  # fmt: skip
+            found = await repository.definition_by_name(connection, name)
+            if found is not None:
+                definition_id, definition = found["id"], json.loads(found["definition"])
+            elif name in builtin_definitions():
+                definition = builtin_definitions()[name].model_dump(mode="json")
+                definition_id = await repository.ensure_builtin_definition(
+                    connection, organization, name, definition
+                )
+            else:
+                raise ProblemError(404, "unknown_definition", f"no workflow definition {name!r}",
+                                   param="definition")  # fmt: skip
+            spec = DefinitionSpec.model_validate(definition)
+            execution = await repository.create_execution(
+                connection, organization, definition_id, run_input, caller.user_id, case,
+                [step.id for step in spec.steps],
+            )  # fmt: skip
+    except asyncpg.InsufficientPrivilegeError:
+        raise ProblemError(403, "forbidden", "your role cannot start runs") from None
+    await launch(job_for(execution, organization, caller.user_id, name, definition, run_input,
+                         case))  # fmt: skip
+    return execution, case
+
+
+def accepted(response: Response, execution: UUID, case: UUID | None) -> dict[str, Any]:
+    response.headers["Location"] = f"/v1/workflows/{execution}"
+    return {"workflow_id": execution, "value_case_id": case, "status": "pending"}
+
+
+@router.post(
+    "/v1/workflows",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Started,
+    responses={**UNAUTHORIZED, 403: MEMBERS, 404: error_doc("no definition of that name")},
+)
+async def start_workflow(
+    request: Request, response: Response, caller: Caller, body: WorkflowCreate
+) -> dict[str, Any]:
+    """Run a definition (built-in, or your organization's own) on an input. Each step's
+    input is made from it as the definition says; a step that cannot use it fails the run,
+    named."""
+    execution, _ = await start_run(request, caller, body.definition, body.input)
+    return accepted(response, execution, None)
+
+
+async def _read(request: Request, caller: Identity, workflow_id: UUID) -> dict[str, Any]:
+    state = get_state(request)
+    async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
+        found = await repository.execution(connection, workflow_id)
+    if found is None:
+        raise ProblemError(404, "unknown_workflow", "no such workflow in your organization")
+    return found
+
+
+@router.get(
+    "/v1/workflows/{workflow_id}",
+    response_model=Workflow,
+    responses={**UNAUTHORIZED, 404: NOT_FOUND},
+)
+async def get_workflow(request: Request, caller: Caller, workflow_id: UUID) -> dict[str, Any]:
+    """A run's status, each step's progress, and its output once it succeeded."""
+    return await _read(request, caller, workflow_id)
+
+
+@router.post(
+    "/v1/workflows/{workflow_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Workflow,
+    responses={
+        **UNAUTHORIZED,
+        403: error_doc("only the run's starter or an admin cancels it"),
+        404: NOT_FOUND,
+        409: error_doc("the run has already ended"),
+    },
+)
+async def cancel_workflow(request: Request, caller: Caller, workflow_id: UUID) -> dict[str, Any]:
+    """Stop a run: no further step starts (a step already running finishes, unused)."""
+    state = get_state(request)
+    found = await _read(request, caller, workflow_id)
+    async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
+        before = await repository.request_cancel(connection, workflow_id)
+    if before is None:
+        raise ProblemError(403, "forbidden", "only the run's starter or an admin cancels it")
+    if before in repository.FINISHED:
+        raise ProblemError(409, "already_ended", f"the run has already ended ({before})")
+    await DBOS.cancel_workflow_async(str(workflow_id))
+    assert caller.organization_id is not None
+    await repository.cancel_value_case(state.pool, caller.organization_id, workflow_id)
+    return {**found, **await _read(request, caller, workflow_id)}
+
+
+_EVENTS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "server-sent events: `progress` (the run, as GET answers it) on every "
+        "change, then `end` once it has ended",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/v1/workflows/{workflow_id}/events",
+    response_class=StreamingResponse,
+    responses={**_EVENTS_DOC, **UNAUTHORIZED, 404: NOT_FOUND},
+)
+async def workflow_events(request: Request, caller: Caller, workflow_id: UUID) -> StreamingResponse:
+    """Follow a run as server-sent events (or poll GET /v1/workflows/{id})."""
+    first = await _read(request, caller, workflow_id)
+    interval = runtime_of(request).settings.orchestrator_events_poll_seconds
+
+    def event(name: str, run: dict[str, Any]) -> bytes:
+        payload = Workflow.model_validate(run).model_dump_json()
+        return f"event: {name}\ndata: {payload}\n\n".encode()
+
+    async def stream() -> AsyncIterator[bytes]:
+        run = first
+        yield event("progress", run)
+        while run["status"] not in repository.FINISHED:
+            await asyncio.sleep(interval)
+            try:
+                latest = await _read(request, caller, workflow_id)
+            except ProblemError:  # deleted meanwhile (or the caller's access ended)
+                return
+            if latest["updated_at"] != run["updated_at"]:
+                run = latest
+                yield event("progress", run)
+        yield event("end", run)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,231 @@
+"""The durable workflow: one DBOS workflow function runs any definition.
+
+A run is checkpointed in Postgres by DBOS at every step. After a crash (``kill -9``), the
+restarted process resumes each run from its last completed step: completed steps are
+replayed from their recorded output, not called again. A step that was in flight is called
+again with the same ``Idempotency-Key`` (the run's id and the step's id), and the agent
+returns what it stored the first time, so no agent runs twice for one step.
+
+The definition's waves (definitions.py) run in order; a wave's steps run together. Inputs
+are resolved here, in the workflow, from recorded outputs only, so a replay resolves the
+same inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+from dbos import DBOS
+from dbos._error import DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
+
+from valuecanvas.core.identity import Identity
+from valuecanvas.core.logging import get_logger
+from valuecanvas.orchestrator import repository
+from valuecanvas.orchestrator.definitions import DefinitionSpec, StepSpec
+from valuecanvas.orchestrator.mapping import MappingError, resolve
+from valuecanvas.orchestrator.runtime import current
+from valuecanvas.orchestrator.webhooks import deliver_all
+
+WORKFLOW_NAME = "valuecanvas.workflow"
+_log = get_logger("valuecanvas.orchestrator.engine")
+
+
+class TransientStepError(Exception):
+    """The agent did not answer, or answered 5xx or 429: worth another attempt."""
+
+
+class StepRejectedError(Exception):
+    """The agent refused the input (4xx): another attempt would get the same answer."""
+
+
+class StepFailedError(Exception):
+    """A step that ended the run: which, and why."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _should_retry(error: BaseException) -> bool:
+    return isinstance(error, (TransientStepError, DBOSStepTimeoutError))
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("title") or ""
+        param = body.get("param")
+        return f"{detail} ({param})" if param else str(detail)
+    return str(body)[:300]
+
+
+async def call_agent(
+    job: dict[str, Any], step: str, agent: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """One attempt at a step: POST the agent's /v1/run as the run's user, with the step's
+    idempotency key. Records the attempt in the run's progress."""
+    runtime = current()
+    organization, execution = UUID(job["organization_id"]), UUID(job["execution_id"])
+    status = DBOS.step_status
+    attempt = 1 + ((status.current_attempt or 0) if status is not None else 0)
+    pool = runtime.state.pool
+    await repository.step_progress(
+        pool, organization, execution, step,
+        {"status": "running", "agent": agent, "attempts": attempt, "started_at": _now()},
+    )  # fmt: skip
+    identity = Identity(
+        user_id=UUID(job["user_id"]), organization_id=organization, role="authenticated",
+        via="internal_token",
+    )  # fmt: skip
+    headers = {
+        "Authorization": f"Bearer {runtime.state.internal_tokens.mint(identity)}",
+        "Idempotency-Key": f"{execution}:{step}",
+        "Workflow-Execution-Id": str(execution),
+    }
+    started = time.perf_counter()
+    try:
+        response = await runtime.state.http.post(
+            f"{runtime.agent_url(agent)}/v1/run", json=body, headers=headers,
+            timeout=runtime.settings.orchestrator_step_timeout_seconds,
+        )  # fmt: skip
+    except httpx.TransportError as exc:
+        error = f"{agent} did not answer: {type(exc).__name__}"
+        await repository.step_progress(pool, organization, execution, step, {"error": error})
+        raise TransientStepError(error) from None
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        error = f"{agent} answered {response.status_code}: {_problem_text(response)}"
+        await repository.step_progress(pool, organization, execution, step, {"error": error})
+        raise TransientStepError(error)
+    if response.status_code != 200:
+        error = f"{agent} refused the input ({response.status_code}): {_problem_text(response)}"
+        await repository.step_progress(
+            pool, organization, execution, step,
+            {"status": "failed", "error": error, "finished_at": _now()},
+        )  # fmt: skip
+        raise StepRejectedError(error)
+    output: dict[str, Any] = response.json()
+    await repository.step_progress(
+        pool, organization, execution, step,
+        {"status": "succeeded", "error": None, "finished_at": _now(), "duration_ms": duration_ms,
+         "replayed": response.headers.get("Idempotent-Replayed") == "true"},
+    )  # fmt: skip
+    return output
+
+
+async def _run_step(job: dict[str, Any], step: StepSpec, body: dict[str, Any]) -> dict[str, Any]:
+    settings = current().settings
+    try:
+        output: dict[str, Any] = await DBOS.run_step_async(
+            {
+                "name": f"step:{step.id}",
+                "retries_allowed": True,
+                "max_attempts": step.attempts or settings.orchestrator_step_attempts,
+                "interval_seconds": settings.orchestrator_retry_interval_seconds,
+                "backoff_rate": 2.0,
+                "should_retry": _should_retry,
+                "timeout_seconds": step.timeout_seconds
+                or settings.orchestrator_step_timeout_seconds + 5,
+                "preemptible": True,
+            },
+            call_agent, job, step.id, step.agent, body,
+        )  # fmt: skip
+    except (TransientStepError, StepRejectedError) as exc:
+        raise StepFailedError(step.id, str(exc)) from None
+    except DBOSStepTimeoutError:
+        raise StepFailedError(
+            step.id, f"{step.agent} took longer than the step's timeout"
+        ) from None
+    except DBOSMaxStepRetriesExceeded as exc:  # every attempt failed: the last one's reason
+        last = exc.errors[-1] if exc.errors else exc
+        reason = (
+            f"{step.agent} took longer than the step's timeout"
+            if isinstance(last, DBOSStepTimeoutError)
+            else str(last)
+        )
+        raise StepFailedError(step.id, f"{reason} (after {len(exc.errors)} attempts)") from None
+    return output
+
+
+async def _mark_step_failed(job: dict[str, Any], step: str, reason: str) -> None:
+    runtime = current()
+    await repository.step_progress(
+        runtime.state.pool, UUID(job["organization_id"]), UUID(job["execution_id"]), step,
+        {"status": "failed", "error": reason, "finished_at": _now()},
+    )  # fmt: skip
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job["definition"]`` for ``job["input"]``. ``job`` also names the run
+    (``execution_id``, the DBOS workflow id too), its organization, its user, the definition's
+    name and the value case, if any."""
+    spec = DefinitionSpec.model_validate(job["definition"])
+    pool = current().state.pool
+    organization, execution = UUID(job["organization_id"]), UUID(job["execution_id"])
+    await DBOS.run_step_async({"name": "running"}, repository.mark_running, pool, organization,
+                              execution)  # fmt: skip
+    documents: dict[str, Any] = {"input": job["input"]}
+    try:
+        for wave in spec.levels():
+            bodies = {}
+            for step in wave:
+                try:
+                    bodies[step.id] = resolve(step.input, documents)
+                except MappingError as exc:
+                    raise StepFailedError(step.id, f"its input: {exc}") from None
+            outcomes = await asyncio.gather(
+                *(_run_step(job, step, bodies[step.id]) for step in wave), return_exceptions=True
+            )
+            for step, outcome in zip(wave, outcomes, strict=True):
+                if isinstance(outcome, BaseException):  # the wave's first failure, in order
+                    raise outcome
+                documents[step.id] = outcome
+                documents[f"{step.id}.input"] = bodies[step.id]
+        output = (
+            resolve(spec.result, documents)
+            if spec.result is not None
+            else {step.id: documents[step.id] for step in spec.steps}
+        )
+    except StepFailedError as failure:
+        await DBOS.run_step_async({"name": "step-failed"}, _mark_step_failed, job, failure.step,
+                                  failure.reason)  # fmt: skip
+        recorded = await DBOS.run_step_async(
+            {"name": "failed"}, repository.finish, pool, organization, execution,
+            status="failed", error=f"step {failure.step}: {failure.reason}",
+            failed_step=failure.step,
+        )  # fmt: skip
+        if recorded:
+            await deliver_all(job, "failed", {"failed_step": failure.step,
+                                              "error": failure.reason})  # fmt: skip
+        return {"status": "failed", "failed_step": failure.step, "error": failure.reason}
+    except MappingError as exc:
+        recorded = await DBOS.run_step_async(
+            {"name": "failed"}, repository.finish, pool, organization, execution,
+            status="failed", error=f"result: {exc}",
+        )  # fmt: skip
+        if recorded:
+            await deliver_all(job, "failed", {"failed_step": None, "error": f"result: {exc}"})
+        return {"status": "failed", "error": f"result: {exc}"}
+    # The run's verdict: the last integrity check's (none without one).
+    checks = [documents[step.id] for step in spec.steps if step.agent == "integrity"]
+    verdict = checks[-1].get("verdict") if checks else None
+    recorded = await DBOS.run_step_async(
+        {"name": "succeeded"}, repository.finish, pool, organization, execution,
+        status="succeeded", output=output, verdict=verdict,
+    )  # fmt: skip
+    if recorded:
+        await deliver_all(job, "completed", {"verdict": verdict})
+    return {"status": "succeeded", "verdict": verdict}
