@@ -21,7 +21,9 @@ SPEC_TABLES = {
     "workflow_definitions", "workflow_executions",
 }  # fmt: skip
 # Tables the platform adds for its own needs, under the same rules.
-PLATFORM_TABLES = {"llm_usage", "value_cases", "kpi_measurements", "products"}
+PLATFORM_TABLES = {
+    "llm_usage", "value_cases", "kpi_measurements", "products", "webhook_deliveries", "value_drivers",
+}  # fmt: skip
 EXPECTED_TABLES = SPEC_TABLES | PLATFORM_TABLES
 
 

@@ -185,3 +185,150 @@ def test_a_value_case_through_the_gateway_completes_checked_and_signed(
         step["id"] for step in run["steps"]
     )
     assert {str(r["workflow_execution_id"]) for r in audit} == {body["workflow_id"]}
+
+
+def _start_cases(orchestrator: str, count: int) -> list[str]:
+    runs = []
+    for index in range(count):
+        response = httpx.post(
+            f"{orchestrator}/v1/value-cases", json={**CASE, "name": f"Case {index}"},
+            headers=bearer(MEMBER_A, ORG_A), timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        runs.append(response.json()["workflow_id"])
+    return runs
+
+
+def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
+    database: Database, services: WorkflowServices
+) -> None:
+    asyncio.run(_seed(database.owner_dsn))
+    services.start()
+    orchestrator = services.process("orchestrator")
+    chance = random.Random(20261127)
+    runs: list[str] = []
+    interrupted = 0
+    for _ in range(5):  # five batches of four runs; after each, a kill at a random moment
+        runs += _start_cases(orchestrator.url, 4)
+        time.sleep(chance.uniform(0.05, 0.8))
+        orchestrator.kill()
+        unfinished = asyncio.run(_fetch(database.owner_dsn,
+            "select count(*) as n from public.workflow_executions where status in ('pending', 'running')"))  # fmt: skip
+        interrupted += unfinished[0]["n"]
+        orchestrator.start()
+    assert interrupted > 0  # the kills did interrupt runs
+    print(f"runs unfinished at the kills: {interrupted}")
+
+    finished = [
+        wait_for_end(f"{orchestrator.url}/v1/workflows/{run}", bearer(MEMBER_A, ORG_A), timeout=180)
+        for run in runs
+    ]  # fmt: skip
+
+    assert [run["status"] for run in finished] == ["succeeded"] * len(runs)
+    rows = asyncio.run(_fetch(database.owner_dsn,
+        """select workflow_execution_id, idempotency_key, count(*) as n
+             from public.agent_audit_log group by 1, 2"""))  # fmt: skip
+    # Exactly one agent execution for every (run, step): 20 runs of 5 steps.
+    assert len(rows) == len(runs) * 5
+    assert {row["n"] for row in rows} == {1}
+    assert {str(row["workflow_execution_id"]) for row in rows} == set(runs)
+    # The LLM, at most once per step: the opportunity step and the three target steps ask it
+    # once each (the offline provider), so the ledger has 4 completions a run.
+    ledger = asyncio.run(_fetch(database.owner_dsn, "select count(*) as n from public.llm_usage"))
+    assert ledger[0]["n"] == len(runs) * 4
+
+
+def _audit_steps(dsn: str, run: str) -> list[str]:
+    rows = asyncio.run(_fetch(dsn,
+        "select idempotency_key from public.agent_audit_log where workflow_execution_id = $1",
+        uuid.UUID(run)))  # fmt: skip
+    return sorted(row["idempotency_key"].split(":")[1] for row in rows)
+
+
+def test_faults_an_agent_down_a_cancelled_run_and_bad_definitions(
+    database: Database, services: WorkflowServices, receiver: WebhookReceiver
+) -> None:
+    asyncio.run(_seed(database.owner_dsn, receiver.url))
+    services.start()
+    orchestrator = services.url("orchestrator")
+    member, admin = bearer(MEMBER_A, ORG_A), bearer(ADMIN_A, ORG_A)
+
+    # A bad definition is refused at creation, the problem named; only admins add them.
+    def refused(definition: dict[str, Any], headers: dict[str, str] = admin) -> httpx.Response:
+        return httpx.post(f"{orchestrator}/v1/workflow-definitions", headers=headers, timeout=10,
+                          json={"name": "custom", "definition": definition})  # fmt: skip
+
+    cycle = refused({"steps": [{"id": "a", "agent": "target", "needs": ["b"]},
+                               {"id": "b", "agent": "target", "needs": ["a"]}]})  # fmt: skip
+    assert cycle.status_code == 422
+    assert "the steps form a cycle: " in cycle.text
+    assert "a -> b -> a" in cycle.text or "b -> a -> b" in cycle.text
+    unknown = refused({"steps": [{"id": "a", "agent": "astrologer"}]})
+    assert unknown.status_code == 422
+    assert "unknown agent 'astrologer'" in unknown.text
+    unwaited = refused({"steps": [{"id": "a", "agent": "target"},
+                                  {"id": "b", "agent": "integrity",
+                                   "input": {"x": {"$ref": "a"}}}]})  # fmt: skip
+    assert unwaited.status_code == 422
+    assert "reads step a but does not wait for it" in unwaited.text
+    assert refused({"steps": [{"id": "a", "agent": "target"}]}, member).status_code == 403
+    assert asyncio.run(_fetch(database.owner_dsn,
+        "select * from public.workflow_definitions where name = 'custom'")) == []  # fmt: skip
+
+    # An agent down: each target step is tried three times, then the run fails, naming
+    # the step; nothing after it runs, and the failure is delivered.
+    services.process("target").stop()
+    started = httpx.post(f"{orchestrator}/v1/value-cases", json=CASE, headers=member, timeout=30)
+    run_id = started.json()["workflow_id"]
+    run = wait_for_end(f"{orchestrator}/v1/workflows/{run_id}", member)
+    assert run["status"] == "failed"
+    assert run["failed_step"] == "target-conservative"
+    assert "target did not answer" in run["error"]
+    assert "after 3 attempts" in run["error"]
+    steps = {step["id"]: step for step in run["steps"]}
+    assert steps["target-conservative"]["attempts"] == 3
+    assert steps["target-conservative"]["status"] == "failed"
+    assert steps["integrity"]["status"] == "pending"
+    assert _audit_steps(database.owner_dsn, run_id) == ["opportunity"]
+    case = httpx.get(f"{orchestrator}/v1/value-cases/{started.json()['value_case_id']}",
+                     headers=member, timeout=10).json()  # fmt: skip
+    assert case["status"] == "failed"
+    wait_until(lambda: any(json.loads(r.body)["type"] == "workflow.failed"
+                           for r in receiver.received), what="the workflow.failed delivery")  # fmt: skip
+
+    # Cancellation: a run whose second step keeps retrying (its agent is down) is cancelled;
+    # when the agent is back, no further step runs.
+    patient = {"steps": [
+        {"id": "find", "agent": "opportunity",
+         "input": {"account": {"$ref": "input", "pointer": "/account"},
+                   "discovery_notes": {"$ref": "input", "pointer": "/discovery_notes"}}},
+        {"id": "case", "agent": "target", "needs": ["find"], "attempts": 10,
+         "input": {"benefits": {"$ref": "find", "pointer": "/benefits"},
+                   "costs": {"$ref": "input", "pointer": "/costs"}}},
+        {"id": "check", "agent": "integrity", "needs": ["case"],
+         "input": {"inputs": {"$ref": "case.input"}, "output": {"$ref": "case"}}},
+    ]}  # fmt: skip
+    created = refused(patient)
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    started = httpx.post(f"{orchestrator}/v1/workflows", headers=member, timeout=30,
+                         json={"definition": "custom", "input": CASE})  # fmt: skip
+    assert started.status_code == 202, started.text
+    run_id = started.json()["workflow_id"]
+    wait_until(lambda: httpx.get(f"{orchestrator}/v1/workflows/{run_id}", headers=member,
+                                 timeout=10).json()["steps"][1]["attempts"] >= 2,
+               what="the case step retrying")  # fmt: skip
+    viewer = httpx.post(f"{orchestrator}/v1/workflows/{run_id}/cancel",
+                        headers=bearer(VIEWER_A, ORG_A), timeout=10)  # fmt: skip
+    assert viewer.status_code == 403
+    cancelled = httpx.post(f"{orchestrator}/v1/workflows/{run_id}/cancel", headers=member,
+                           timeout=10)  # fmt: skip
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    services.process("target").start()
+    time.sleep(2)  # the steps the run would take next, if cancelling had not stopped it
+    run = httpx.get(f"{orchestrator}/v1/workflows/{run_id}", headers=member, timeout=10).json()
+    assert run["status"] == "cancelled"
+    assert _audit_steps(database.owner_dsn, run_id) == ["find"]
+    again = httpx.post(f"{orchestrator}/v1/workflows/{run_id}/cancel", headers=member, timeout=10)
+    assert again.status_code == 409

@@ -618,6 +618,9 @@ class ValueCasesRow(BaseModel):
     created_by: UUID | None
     created_at: datetime
     updated_at: datetime
+    input: Any
+    result: Any | None
+    verdict: Literal["pass", "warn", "fail"] | None
 
 
 class ValueCasesInsert(BaseModel):
@@ -633,6 +636,88 @@ class ValueCasesInsert(BaseModel):
     created_by: UUID | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    input: Any | None = None
+    result: Any | None = None
+    verdict: Literal["pass", "warn", "fail"] | None = None
+
+
+class ValueDriversRow(BaseModel):
+    """A row of public.value_drivers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    organization_id: UUID | None
+    driver: str
+    name: str
+    kpi: str
+    unit: str
+    direction: Literal["increase", "decrease"]
+    value_basis: str
+    value_factor: Decimal
+    formula: str
+    typical_baseline_low: Decimal
+    typical_baseline_high: Decimal
+    typical_improvement: Decimal
+    keywords: list[str]
+    created_at: datetime
+
+
+class ValueDriversInsert(BaseModel):
+    """What an insert into public.value_drivers may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = None
+    organization_id: UUID | None = None
+    driver: str
+    name: str
+    kpi: str
+    unit: str
+    direction: Literal["increase", "decrease"]
+    value_basis: str
+    value_factor: Decimal
+    formula: str
+    typical_baseline_low: Decimal
+    typical_baseline_high: Decimal
+    typical_improvement: Decimal
+    keywords: list[str]
+    created_at: datetime | None = None
+
+
+class WebhookDeliveriesRow(BaseModel):
+    """A row of public.webhook_deliveries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    organization_id: UUID
+    webhook_id: UUID
+    workflow_execution_id: UUID | None
+    event: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    succeeded: bool
+    duration_ms: int
+    created_at: datetime
+
+
+class WebhookDeliveriesInsert(BaseModel):
+    """What an insert into public.webhook_deliveries may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organization_id: UUID
+    webhook_id: UUID
+    workflow_execution_id: UUID | None = None
+    event: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    succeeded: bool
+    duration_ms: int
+    created_at: datetime | None = None
 
 
 class WebhooksRow(BaseModel):
@@ -716,6 +801,9 @@ class WorkflowExecutionsRow(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    value_case_id: UUID | None
+    steps: Any
+    failed_step: str | None
 
 
 class WorkflowExecutionsInsert(BaseModel):
@@ -735,3 +823,6 @@ class WorkflowExecutionsInsert(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    value_case_id: UUID | None = None
+    steps: Any | None = None
+    failed_step: str | None = None

@@ -678,6 +678,9 @@ export type Database = {
           created_by: string | null;
           created_at: string;
           updated_at: string;
+          input: Json;
+          result: Json | null;
+          verdict: "pass" | "warn" | "fail" | null;
         };
         Insert: {
           id?: string;
@@ -688,6 +691,9 @@ export type Database = {
           created_by?: string | null;
           created_at?: string;
           updated_at?: string;
+          input?: Json;
+          result?: Json | null;
+          verdict?: "pass" | "warn" | "fail" | null;
         };
         Update: {
           id?: string;
@@ -698,6 +704,103 @@ export type Database = {
           created_by?: string | null;
           created_at?: string;
           updated_at?: string;
+          input?: Json;
+          result?: Json | null;
+          verdict?: "pass" | "warn" | "fail" | null;
+        };
+      };
+      value_drivers: {
+        Row: {
+          id: string;
+          organization_id: string | null;
+          driver: string;
+          name: string;
+          kpi: string;
+          unit: string;
+          direction: "increase" | "decrease";
+          value_basis: string;
+          value_factor: number;
+          formula: string;
+          typical_baseline_low: number;
+          typical_baseline_high: number;
+          typical_improvement: number;
+          keywords: string[];
+          created_at: string;
+        };
+        Insert: {
+          id?: string;
+          organization_id?: string | null;
+          driver: string;
+          name: string;
+          kpi: string;
+          unit: string;
+          direction: "increase" | "decrease";
+          value_basis: string;
+          value_factor: number;
+          formula: string;
+          typical_baseline_low: number;
+          typical_baseline_high: number;
+          typical_improvement: number;
+          keywords: string[];
+          created_at?: string;
+        };
+        Update: {
+          id?: string;
+          organization_id?: string | null;
+          driver?: string;
+          name?: string;
+          kpi?: string;
+          unit?: string;
+          direction?: "increase" | "decrease";
+          value_basis?: string;
+          value_factor?: number;
+          formula?: string;
+          typical_baseline_low?: number;
+          typical_baseline_high?: number;
+          typical_improvement?: number;
+          keywords?: string[];
+          created_at?: string;
+        };
+      };
+      webhook_deliveries: {
+        Row: {
+          id: number;
+          organization_id: string;
+          webhook_id: string;
+          workflow_execution_id: string | null;
+          event: string;
+          attempt: number;
+          status_code: number | null;
+          error: string | null;
+          succeeded: boolean;
+          duration_ms: number;
+          created_at: string;
+        };
+        Insert: {
+          id?: never;
+          organization_id: string;
+          webhook_id: string;
+          workflow_execution_id?: string | null;
+          event: string;
+          attempt: number;
+          status_code?: number | null;
+          error?: string | null;
+          succeeded: boolean;
+          duration_ms: number;
+          created_at?: string;
+        };
+        Update: {
+          id?: never;
+          organization_id?: string;
+          webhook_id?: string;
+          workflow_execution_id?: string | null;
+          event?: string;
+          attempt?: number;
+          status_code?: number | null;
+          error?: string | null;
+          succeeded?: boolean;
+          duration_ms?: number;
+          created_at?: string;
         };
       };
       webhooks: {
@@ -784,6 +887,9 @@ export type Database = {
           started_at: string | null;
           finished_at: string | null;
           updated_at: string;
+          value_case_id: string | null;
+          steps: Json;
+          failed_step: string | null;
         };
         Insert: {
           id?: string;
@@ -798,6 +904,9 @@ export type Database = {
           started_at?: string | null;
           finished_at?: string | null;
           updated_at?: string;
+          value_case_id?: string | null;
+          steps?: Json;
+          failed_step?: string | null;
         };
         Update: {
           id?: string;
@@ -812,6 +921,9 @@ export type Database = {
           started_at?: string | null;
           finished_at?: string | null;
           updated_at?: string;
+          value_case_id?: string | null;
+          steps?: Json;
+          failed_step?: string | null;
         };
       };
     };

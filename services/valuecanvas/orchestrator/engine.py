@@ -81,10 +81,11 @@ async def call_agent(
     status = DBOS.step_status
     attempt = 1 + ((status.current_attempt or 0) if status is not None else 0)
     pool = runtime.state.pool
-    await repository.step_progress(
+    if not await repository.step_progress(
         pool, organization, execution, step,
         {"status": "running", "agent": agent, "attempts": attempt, "started_at": _now()},
-    )  # fmt: skip
+    ):  # fmt: skip
+        raise StepRejectedError("the run was cancelled")  # no further attempt
     identity = Identity(
         user_id=UUID(job["user_id"]), organization_id=organization, role="authenticated",
         via="internal_token",

@@ -188,16 +188,19 @@ async def mark_running(pool: Pool, organization: UUID, execution_id: UUID) -> No
 
 async def step_progress(
     pool: Pool, organization: UUID, execution_id: UUID, step: str, progress: dict[str, Any]
-) -> None:
-    """Merge ``progress`` into the step's entry (status, attempts, times, error)."""
+) -> bool:
+    """Merge ``progress`` into the step's entry (status, attempts, times, error). False when
+    the run was cancelled meanwhile (nothing is written then)."""
     async with engine_transaction(pool) as connection:
-        await connection.execute(
+        written = await connection.fetchval(
             """update public.workflow_executions
                   set steps = jsonb_set(steps, array[$3::text],
                                         coalesce(steps -> $3, '{}'::jsonb) || $4::jsonb)
-                where id = $1 and organization_id = $2""",
+                where id = $1 and organization_id = $2 and status <> 'cancelled'
+                returning true""",
             execution_id, organization, step, _json(progress),
         )  # fmt: skip
+    return bool(written)
 
 
 async def finish(
