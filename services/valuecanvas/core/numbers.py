@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 _UNSIGNED_12 = r"^\d{1,12}(\.\d+)?$"
 _SIGNED_12 = r"^[-+]?\d{1,12}(\.\d+)?$"
@@ -60,3 +60,20 @@ Number = Annotated[
     Field(ge=Decimal("-1e15"), le=Decimal("1e15"), allow_inf_nan=False,
           json_schema_extra=_strings(r"^[-+]?\d{1,15}(\.\d+)?$")),
 ]  # fmt: skip
+
+
+def _whole(value: Any) -> Any:
+    """JSON's integers, as JSON Schema reads them: 3 and 3.0 are one number. A string or a
+    boolean is not one (lax int parsing would take "3" and true)."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a whole number, not a string or a boolean")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer, written 3 or 3.0; a field narrows it with Field(ge=..., le=...).
+Whole = Annotated[int, BeforeValidator(_whole)]
+# A count of things (0 to 10^9), with its bounds inside the type, so that an optional one
+# (``Count | None``) still documents them.
+Count = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(_whole)]

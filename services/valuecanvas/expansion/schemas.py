@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from valuecanvas.core.numbers import Amount, Number
+from valuecanvas.core.numbers import Amount, Number, Whole
 
 Sku = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 
@@ -36,7 +36,7 @@ class ExpansionInput(Input):
         default_factory=list, max_length=50, json_schema_extra={"uniqueItems": True}
     )
     kpis: list[KpiWorth] = Field(min_length=1, max_length=20)
-    limit: int = Field(default=5, ge=1, le=20, strict=True)
+    limit: Whole = Field(default=5, ge=1, le=20)
 
 
 class CandidateOut(BaseModel):

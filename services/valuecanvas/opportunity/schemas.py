@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from valuecanvas.core.numbers import Amount, Number
+from valuecanvas.core.numbers import Amount, Count, Number
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
@@ -22,8 +22,8 @@ class Account(Input):
     name: Text
     industry: Text | None = None
     annual_revenue: Amount = Field(description="a year, in the case's currency")
-    employees: int | None = Field(default=None, ge=0, le=10_000_000, strict=True)
-    support_tickets_per_year: int | None = Field(default=None, ge=0, le=1_000_000_000, strict=True)
+    employees: Count | None = None
+    support_tickets_per_year: Count | None = None
 
 
 class OpportunityInput(Input):

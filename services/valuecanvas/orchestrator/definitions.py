@@ -12,7 +12,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic.config import JsonDict
 
 from valuecanvas.catalogue import catalogue
 from valuecanvas.orchestrator.mapping import MappingError, sources, step_of
@@ -24,11 +25,16 @@ def agents() -> list[str]:
     return [entry.name for entry in catalogue().values() if entry.autoscaling == "agent"]
 
 
+def _agent_enum(schema: JsonDict) -> None:
+    """The document lists the agents; the check below names an unknown one."""
+    schema["enum"] = list[JsonValue](agents())
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: StepId = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
-    agent: str = Field(min_length=1, max_length=40)
+    agent: str = Field(min_length=1, max_length=40, json_schema_extra=_agent_enum)
     needs: list[StepId] = Field(default_factory=list, max_length=50)
     input: dict[str, Any] = Field(default_factory=dict, description="mapping expressions")
     timeout_seconds: float | None = Field(default=None, gt=0, le=900)

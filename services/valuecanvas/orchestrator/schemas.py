@@ -7,8 +7,9 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from valuecanvas.core.numbers import Whole
 from valuecanvas.expansion.schemas import Sku
 from valuecanvas.opportunity.schemas import Account
 from valuecanvas.orchestrator.definitions import DefinitionSpec
@@ -27,7 +28,7 @@ class ValueCaseCreate(Input):
     account: Account
     discovery_notes: str = Field(min_length=1, max_length=50_000, pattern=r"^[^\x00]+$")
     costs: Costs = Field(description="what the customer would spend: now, and every year")
-    horizon_years: int = Field(default=3, ge=1, le=10, strict=True)
+    horizon_years: Whole = Field(default=3, ge=1, le=10)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
@@ -40,9 +41,30 @@ class ReviewCreate(Input):
     )
 
 
+def _no_nul(value: Any, where: str = "input") -> None:
+    """Postgres' jsonb cannot hold NUL: refused in any key or string, named."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where} contains a NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, where)
+            _no_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nul(item, f"{where}.{index}")
+
+
 class WorkflowCreate(Input):
     definition: DefinitionName = Field(description="a built-in or your organization's own")
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="JSON; no NUL characters (Postgres cannot store them)"
+    )
+
+    @field_validator("input")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _no_nul(value)
+        return value
 
 
 class DefinitionCreate(Input):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from valuecanvas.core.numbers import Amount, Fraction, Measure, Number
+from valuecanvas.core.numbers import Amount, Fraction, Measure, Number, Whole
 
 
 class Input(BaseModel):
@@ -34,7 +34,7 @@ class TargetInput(Input):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     benefits: list[Benefit] = Field(min_length=1, max_length=50)
     costs: Costs
-    horizon_years: int = Field(default=3, ge=1, le=10, strict=True)
+    horizon_years: Whole = Field(default=3, ge=1, le=10)
     discount_rate: Fraction | None = Field(
         default=None, lt=1, description="default: the service's TARGET_DISCOUNT_RATE"
     )  # fmt: skip
@@ -67,7 +67,7 @@ class Scenario(BaseModel):
 
 class TargetOutput(BaseModel):
     currency: str
-    horizon_years: int = Field(strict=True)
+    horizon_years: Whole
     discount_rate: Number
     scenarios: list[Scenario]
     narrative: str = Field(

@@ -170,7 +170,24 @@ _EVENTS_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "server-sent events: `progress` (the run, as GET answers it) on every "
         "change, then `end` once it has ended",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # Each event (OpenAPI 3.2's way): its name, and as data the run in JSON, as
+        # GET /v1/workflows/{id} answers it.
+        "content": {
+            "text/event-stream": {
+                "itemSchema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "enum": ["progress", "end"]},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/Workflow"},
+                        },
+                    },
+                    "required": ["event", "data"],
+                }
+            }
+        },
     }
 }
 
