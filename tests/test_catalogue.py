@@ -24,10 +24,14 @@ CATALOGUE_DIR = "services/valuecanvas/catalogue"
 # whose service_role_arns is aws_iam's output recorded as the argocd_bootstrap role writes
 # it (tests/test_gitops.py holds it to the catalogue).
 # The gateway's route table names the service each public path goes to (by catalogue name,
-# checked against the catalogue when the gateway starts): routing, not a service list.
+# checked against the catalogue when the gateway starts): routing, not a service list. So
+# do the workflow definitions name each step's agent (checked against the catalogue). And
+# a Python import names a package (``from valuecanvas.target.schemas import ...``): code's
+# structure, not a list, so import lines are not counted.
 ALLOWED = (CATALOGUE_DIR, "tests/", "docs/", "README.md", "requirements.lock", "local.env.example",
            "migrations/", "services/valuecanvas/generated/", "argocd/clusters/",
-           "services/valuecanvas/api_gateway/routes.yaml")  # fmt: skip
+           "services/valuecanvas/api_gateway/routes.yaml",
+           "services/valuecanvas/orchestrator/definitions/")  # fmt: skip
 
 
 def test_each_entry_is_valid_and_unique() -> None:
@@ -109,8 +113,9 @@ def test_nothing_else_names_a_service_port_or_lists_the_services() -> None:
     ports = re.compile(r"\b(" + "|".join(str(e.port) for e in catalogue().values()) + r")\b")
     names = [entry.name for entry in catalogue().values()]
     offenders = []
+    imports = re.compile(r"^(from|import) valuecanvas\.\S+.*$", re.M)
     for name in tracked_files():
-        text = (REPO / name).read_text(errors="replace")
+        text = imports.sub("", (REPO / name).read_text(errors="replace"))
         if ports.search(text):
             offenders.append(f"{name}: a service port ({ports.search(text).group(0)})")  # type: ignore[union-attr]
         listed = [service for service in names if re.search(rf"\b{re.escape(service)}\b", text)]

@@ -3,6 +3,7 @@ request ids, metrics, and the authenticated path through row-level security."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from tests.support.rows import add_member, add_organization
 from tests.support.servers import Database, RedisServer
 from tests.support.tokens import JWT_SECRET, bearer, user_token
+from tests.support.waiting import wait_until
 from valuecanvas.core.app import create_service_app
 from valuecanvas.core.identity import Identity, InternalTokenIssuer
 from valuecanvas.core.settings import ServiceSettings
@@ -50,8 +52,13 @@ def test_every_service_serves_the_shared_endpoints(name: str, database: Database
 
     with TestClient(app) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        ready = client.get("/readyz")
-        assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok"})
+        # The orchestrator also reports its workflow engine, launched just after it starts.
+        expected = {"database": "ok"} | ({"engine": "ok"} if name == "orchestrator" else {})
+        ready = wait_until(
+            lambda: (r := client.get("/readyz")).json()["checks"] == expected and r,
+            what=f"{name} ready",
+        )  # fmt: skip
+        assert ready.status_code == 200
         spec = client.get("/openapi.json").json()
         assert spec["info"]["title"] == f"ValueCanvas {SERVICES[name].entry.title}"
         assert {"/healthz", "/readyz", "/metrics", "/v1/whoami"} <= set(spec["paths"])
@@ -76,7 +83,7 @@ def test_ports_are_the_specs() -> None:
 
 def test_readiness_follows_the_database_while_liveness_stays_up(migrated_template: str) -> None:
     with TemporaryPostgres() as own_postgres:
-        app = SERVICES["orchestrator"].create_app(settings_for("orchestrator", own_postgres.dsn()))
+        app = SERVICES["realization"].create_app(settings_for("realization", own_postgres.dsn()))
         with TestClient(app) as client:
             assert client.get("/readyz").status_code == 200
 
@@ -90,6 +97,35 @@ def test_readiness_follows_the_database_while_liveness_stays_up(migrated_templat
 
             own_postgres.restart()
             assert client.get("/readyz").status_code == 200
+
+
+def test_the_orchestrator_serves_before_its_engine_can_launch_and_says_why() -> None:
+    """Until its role and schema exist (the migrations make them), the workflow engine does
+    not launch: the service is alive, not ready, and names the reason; then it launches."""
+    with TemporaryPostgres() as own_postgres:
+        app = SERVICES["orchestrator"].create_app(settings_for("orchestrator", own_postgres.dsn()))
+        with TestClient(app) as client:
+            not_yet = wait_until(
+                lambda: "does not exist" in (r := client.get("/readyz")).text and r,
+                what="the engine's reason",
+            )  # fmt: skip
+            assert not_yet.status_code == 503
+            assert not_yet.json()["checks"]["database"] == "ok"
+            assert 'role "orchestrator" does not exist' in not_yet.json()["checks"]["engine"]
+            assert client.get("/healthz").status_code == 200
+
+            async def migrate_the_engine_part() -> None:
+                owner = await asyncpg.connect(own_postgres.dsn())
+                try:
+                    await owner.execute("create role orchestrator nologin noinherit; "
+                                        "create schema dbos authorization orchestrator")  # fmt: skip
+                finally:
+                    await owner.close()
+
+            asyncio.run(migrate_the_engine_part())
+            ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r,
+                               what="the engine launched", timeout=60)  # fmt: skip
+            assert ready.json()["checks"] == {"database": "ok", "engine": "ok"}
 
 
 def test_readiness_follows_redis_when_configured(

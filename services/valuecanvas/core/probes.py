@@ -74,6 +74,8 @@ def shared_router() -> APIRouter:
                 checks["redis"] = "ok"
             except Exception as exc:
                 checks["redis"] = f"unreachable: {type(exc).__name__}"
+        for name, check in state.readiness_checks.items():
+            checks[name] = check()
         ready = all(value == "ok" for value in checks.values())
         if not ready:
             _log.warning("not ready", checks=checks)

@@ -3,7 +3,8 @@ and the accessor handlers reach it with."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
 import redis.asyncio as redis
@@ -26,6 +27,9 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     internal_tokens: InternalTokenIssuer
+    # Readiness checks a service adds (name -> "ok" or what is wrong), besides the database's
+    # and Redis': the orchestrator's workflow engine, for example.
+    readiness_checks: dict[str, Callable[[], str]] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> AppState:

@@ -1,6 +1,6 @@
-"""The opportunity agent's input (an account profile and discovery notes) and its output:
-opportunities mapped to value drivers, with the benefits the target agent takes and the
-claims the integrity agent checks."""
+"""This agent's input (an account profile and discovery notes) and its output: pains mapped
+to value drivers, with the benefits a business case is built from and the claims that its
+check looks up in the notes."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class ClaimOut(BaseModel):
 
 class OpportunityOutput(BaseModel):
     opportunities: list[Opportunity]
-    benefits: list[BenefitOut] = Field(description="the target agent's input")
+    benefits: list[BenefitOut] = Field(description="what the business case is built from")
     claims: list[ClaimOut] = Field(description="one per opportunity, citing its quote")
     extractor: Literal["llm", "rules"] = Field(
         description="llm: the model found the pains; rules: the catalogue's cue phrases did "

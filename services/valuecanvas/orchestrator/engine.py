@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from dbos import DBOS
+from dbos import DBOS, SetWorkflowID
 from dbos._error import DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
 
 from valuecanvas.core.identity import Identity
@@ -28,7 +28,7 @@ from valuecanvas.core.logging import get_logger
 from valuecanvas.orchestrator import repository
 from valuecanvas.orchestrator.definitions import DefinitionSpec, StepSpec
 from valuecanvas.orchestrator.mapping import MappingError, resolve
-from valuecanvas.orchestrator.runtime import current
+from valuecanvas.orchestrator.runtime import OrchestratorRuntime, current
 from valuecanvas.orchestrator.webhooks import deliver_all
 
 WORKFLOW_NAME = "valuecanvas.workflow"
@@ -230,3 +230,29 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
     if recorded:
         await deliver_all(job, "completed", {"verdict": verdict})
     return {"status": "succeeded", "verdict": verdict}
+
+
+def job_for(
+    execution: UUID, organization: UUID, user: UUID, name: str, definition: dict[str, Any],
+    run_input: dict[str, Any], value_case: UUID | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The workflow's input: everything it needs, so that a resumed run needs nothing else."""
+    return {
+        "execution_id": str(execution), "organization_id": str(organization), "user_id": str(user),
+        "definition_name": name, "definition": definition, "input": run_input,
+        "value_case_id": None if value_case is None else str(value_case),
+    }  # fmt: skip
+
+
+async def launch(job: dict[str, Any]) -> None:
+    """Start the durable run (its id is the execution's: starting it twice runs it once)."""
+    with SetWorkflowID(job["execution_id"]):
+        await DBOS.start_workflow_async(run_workflow, job)
+
+
+async def resume_unstarted(runtime: OrchestratorRuntime) -> None:
+    """Start the runs recorded but never started: those accepted while the engine was not
+    launched yet, or whose process stopped between recording and starting them."""
+    for row in await repository.unstarted(runtime.state.pool):
+        await launch(job_for(row["id"], row["organization_id"], row["started_by"], row["name"],
+                             row["definition"], row["input"], row["value_case_id"]))  # fmt: skip

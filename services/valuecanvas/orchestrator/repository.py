@@ -176,6 +176,20 @@ async def request_cancel(connection: Connection, execution_id: UUID) -> str | No
 # What the engine records (service_role, the organization in every statement).
 
 
+async def unstarted(pool: Pool) -> list[dict[str, Any]]:
+    """Runs recorded but not started (status pending), oldest first, every organization."""
+    async with engine_transaction(pool) as connection:
+        rows = await connection.fetch(
+            """select e.id, e.organization_id, e.started_by, e.input, e.value_case_id, d.name,
+                      d.definition
+                 from public.workflow_executions e
+                 join public.workflow_definitions d on d.id = e.workflow_definition_id
+                where e.status = 'pending' and e.started_by is not null
+                order by e.created_at"""
+        )
+    return [found for row in rows if (found := decoded(row, "input", "definition"))]
+
+
 async def mark_running(pool: Pool, organization: UUID, execution_id: UUID) -> None:
     async with engine_transaction(pool) as connection:
         await connection.execute(

@@ -9,10 +9,11 @@ DBOS is a process singleton, and so is this runtime: the workflow functions
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from importlib.metadata import version
 
 import httpx
@@ -20,6 +21,7 @@ from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
+from valuecanvas.core.db import check_database
 from valuecanvas.core.logging import get_logger
 from valuecanvas.core.requestid import create_http_client
 from valuecanvas.core.state import AppState
@@ -34,6 +36,11 @@ class OrchestratorRuntime:
     state: AppState
     settings: OrchestratorSettings
     webhooks: httpx.AsyncClient
+    engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    engine_error: str = "starting"
+
+    def engine_status(self) -> str:
+        return "ok" if self.engine_ready.is_set() else f"not launched: {self.engine_error}"
 
     def agent_url(self, agent: str) -> str:
         return self.settings.service_url(agent)
@@ -86,24 +93,55 @@ def runtime_of(request: Request) -> OrchestratorRuntime:
     return runtime
 
 
+async def launch_engine(runtime: OrchestratorRuntime) -> None:
+    """Launch DBOS once the database answers (the service starts, and reports not ready,
+    while it does not). Launch runs on this loop's thread, so that the engine runs
+    workflows, resumed ones included, on this loop, beside the API."""
+    settings = runtime.settings
+    wait = 0.5
+    while True:
+        try:
+            await check_database(runtime.state.pool, settings.database_connect_timeout_seconds)
+            DBOS(config=engine_config(settings))
+            DBOS.launch()  # creates or migrates the engine's schema; resumes pending runs
+        except Exception as exc:  # the database, or the engine's role or schema: said, retried
+            runtime.engine_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            _log.warning("workflow engine not launched", error=runtime.engine_error,
+                         retry_seconds=wait)  # fmt: skip
+            DBOS.destroy(destroy_registry=False)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 10.0)
+            continue
+        runtime.engine_ready.set()
+        _log.info("workflow engine launched", executor=settings.orchestrator_executor_id)
+        from valuecanvas.orchestrator.engine import resume_unstarted
+
+        try:
+            await resume_unstarted(runtime)
+        except Exception as exc:  # the next start tries again; nothing is lost meanwhile
+            _log.error("runs not resumed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return
+
+
 @asynccontextmanager
 async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, object]]:
     global _current
     settings = state.settings
     assert isinstance(settings, OrchestratorSettings)
     webhooks = webhook_client(settings)
-    _current = OrchestratorRuntime(state=state, settings=settings, webhooks=webhooks)
-    from valuecanvas.orchestrator import engine  # registers the workflow functions
+    runtime = OrchestratorRuntime(state=state, settings=settings, webhooks=webhooks)
+    _current = runtime
+    from valuecanvas.orchestrator import engine  # noqa: F401 (registers the workflow function)
 
-    DBOS(config=engine_config(settings))
-    # On this loop: workflows resumed from an earlier run (recovery) and new ones alike run
-    # here, beside the API. Launch creates or migrates the engine's schema.
-    DBOS.launch()
-    _log.info("engine launched", executor=settings.orchestrator_executor_id,
-              workflow=engine.WORKFLOW_NAME)  # fmt: skip
+    state.readiness_checks["engine"] = runtime.engine_status
+    launcher = asyncio.create_task(launch_engine(runtime))
     try:
-        yield {RUNTIME_STATE: _current}
+        yield {RUNTIME_STATE: runtime}
     finally:
-        DBOS.destroy(destroy_registry=False)
+        launcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await launcher
+        if runtime.engine_ready.is_set():
+            DBOS.destroy(destroy_registry=False)
         await webhooks.aclose()
         _current = None

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 
@@ -21,7 +21,7 @@ from valuecanvas.core.identity import Identity
 from valuecanvas.core.state import get_state
 from valuecanvas.orchestrator import repository
 from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions
-from valuecanvas.orchestrator.engine import run_workflow
+from valuecanvas.orchestrator.engine import job_for, launch
 from valuecanvas.orchestrator.runtime import runtime_of
 from valuecanvas.orchestrator.schemas import Started, Workflow, WorkflowCreate
 
@@ -39,24 +39,6 @@ async def writer_in(connection: Connection, caller: Identity) -> UUID:
             403, "forbidden", "only active members (not viewers) of the organization start runs"
         )
     return caller.organization_id
-
-
-def job_for(
-    execution: UUID, organization: UUID, user: UUID, name: str, definition: dict[str, Any],
-    run_input: dict[str, Any], value_case: UUID | None,
-) -> dict[str, Any]:  # fmt: skip
-    """The workflow's input: everything it needs, so that a resumed run needs nothing else."""
-    return {
-        "execution_id": str(execution), "organization_id": str(organization), "user_id": str(user),
-        "definition_name": name, "definition": definition, "input": run_input,
-        "value_case_id": None if value_case is None else str(value_case),
-    }  # fmt: skip
-
-
-async def launch(job: dict[str, Any]) -> None:
-    """Start the durable run (its id is the execution's: starting it twice runs it once)."""
-    with SetWorkflowID(job["execution_id"]):
-        await DBOS.start_workflow_async(run_workflow, job)
 
 
 async def start_run(
@@ -94,8 +76,11 @@ async def start_run(
             )  # fmt: skip
     except asyncpg.InsufficientPrivilegeError:
         raise ProblemError(403, "forbidden", "your role cannot start runs") from None
-    await launch(job_for(execution, organization, caller.user_id, name, definition, run_input,
-                         case))  # fmt: skip
+    # Checked after the commit: until the engine is launched, resume_unstarted (which runs
+    # once it is) finds the run instead.
+    if runtime_of(request).engine_ready.is_set():
+        await launch(job_for(execution, organization, caller.user_id, name, definition,
+                             run_input, case))  # fmt: skip
     return execution, case
 
 
@@ -160,7 +145,8 @@ async def cancel_workflow(request: Request, caller: Caller, workflow_id: UUID) -
         raise ProblemError(403, "forbidden", "only the run's starter or an admin cancels it")
     if before in repository.FINISHED:
         raise ProblemError(409, "already_ended", f"the run has already ended ({before})")
-    await DBOS.cancel_workflow_async(str(workflow_id))
+    if runtime_of(request).engine_ready.is_set():  # else it never starts (resume skips it)
+        await DBOS.cancel_workflow_async(str(workflow_id))
     assert caller.organization_id is not None
     await repository.cancel_value_case(state.pool, caller.organization_id, workflow_id)
     return {**found, **await _read(request, caller, workflow_id)}

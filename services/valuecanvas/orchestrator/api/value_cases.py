@@ -31,7 +31,8 @@ async def create_value_case(
     request: Request, response: Response, caller: Caller, body: ValueCaseCreate
 ) -> dict[str, Any]:
     """Start a value case: opportunities from the discovery notes, the business case for
-    three scenarios, then the integrity check. Follow it at ``Location``."""
+    three scenarios, then the check of its numbers, narrative and citations. Follow it at
+    ``Location``."""
     run_input = body.model_dump(mode="json")
     execution, case = await start_run(
         request, caller, "value-case", run_input,
@@ -84,7 +85,7 @@ async def review_value_case(
     if not result or "business_case" not in result:
         raise ProblemError(409, "no_business_case", "the case has no business case yet")
     case_input = case["input"]
-    benefits = result["integrity_inputs"]["benefits"]
+    benefits = result["case_inputs"]["benefits"]
     run_input = {
         "value_case_id": str(value_case_id),
         **body.model_dump(mode="json"),
@@ -96,7 +97,7 @@ async def review_value_case(
             for benefit in benefits
         ],
         "business_case": {
-            "inputs": result["integrity_inputs"],
+            "inputs": result["case_inputs"],
             "output": result["business_case"],
             "narrative": result.get("narrative") or "",
             "claims": result.get("claims", []),
