@@ -4,6 +4,7 @@ every Ansible variable the docs name."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -147,3 +148,61 @@ def test_every_role_default_is_commented_and_in_the_argument_spec(role: Path) ->
 
     assert not uncommented, f"defaults without a comment: {uncommented}"
     assert not unspecified, f"defaults without a described argument spec entry: {unspecified}"
+
+
+MODULES = sorted((REPO / "collections" / "ansible_collections").glob("*/*/plugins/modules/*.py"))
+
+
+def accepted_options(module: Path) -> dict[str, dict[str, object]]:
+    """The argument_spec a module hands to its AnsibleModule: a literal, which may name the
+    module's own top-level constants."""
+    tree = ast.parse(module.read_text())
+    constants: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.Tuple)):
+            constants |= {
+                t.id: ast.literal_eval(node.value) for t in node.targets if isinstance(t, ast.Name)
+            }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "argument_spec":
+            expression = ast.Expression(node.value)
+            spec: dict[str, dict[str, object]] = eval(  # noqa: S307 (literals and constants only)
+                compile(expression, module.name, "eval"), {"__builtins__": {}}, constants
+            )
+            return spec
+    raise AssertionError(f"{module.name} has no argument_spec literal")
+
+
+def test_every_collection_module_documents_exactly_the_options_it_accepts() -> None:
+    """ansible-doc reads every module's documentation (fragments included), and the options
+    it shows are the ones the module accepts, with the same type, default and choices.
+    The AWS modules also take amazon.aws's connection options, which AnsibleAWSModule adds."""
+    names = [f"valuecanvas.{m.parents[2].name}.{m.stem}" for m in MODULES]
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), "--json", *names],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    docs = {
+        name.rsplit(".", 1)[1]: entry["doc"] for name, entry in yaml.safe_load(shown.stdout).items()
+    }
+    assert sorted(docs) == sorted(m.stem for m in MODULES)
+    connection = set(docs["eks_access"]["options"]) - {"cluster_name"}
+    assert {"region", "access_key", "endpoint_url"} <= connection
+    for module in MODULES:
+        doc = docs[module.stem]
+        assert doc.get("description"), f"{module.stem} has no description"
+        options = {
+            name: option for name, option in doc["options"].items()
+            if not (module.parents[2].name == "aws" and name in connection)
+        }  # fmt: skip
+        accepted = accepted_options(module)
+        assert sorted(options) == sorted(accepted), module.stem
+        for name, spec in accepted.items():
+            for key in ("type", "default", "choices", "elements", "required"):
+                documented = options[name].get(key, False if key == "required" else None)
+                if key == "default" and documented is None and spec.get("default") in ({}, []):
+                    documented = spec["default"]  # ansible-doc shows {} and [] defaults as given
+                assert documented == spec.get(key, False if key == "required" else None), (
+                    f"{module.stem}: option {name}'s {key}"
+                )

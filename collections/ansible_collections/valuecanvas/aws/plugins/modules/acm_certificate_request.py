@@ -25,19 +25,11 @@ options:
     type: list
     elements: str
     default: []
-  tags:
-    description: Tags on the certificate (Name is added).
-    type: dict
-    default: {}
-  state:
-    description: present or absent.
-    type: str
-    choices: [present, absent]
-    default: present
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - valuecanvas.aws.resource
 """
 
 RETURN = r"""

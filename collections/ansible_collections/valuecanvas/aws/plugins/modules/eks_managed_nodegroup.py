@@ -67,15 +67,6 @@ options:
     description: Kubernetes labels on the nodes.
     type: dict
     default: {}
-  tags:
-    description: Tags on the node group.
-    type: dict
-    default: {}
-  state:
-    description: present or absent.
-    type: str
-    choices: [present, absent]
-    default: present
   wait_timeout:
     description: Seconds to wait for the node group to be active (or gone).
     type: int
@@ -84,6 +75,7 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - valuecanvas.aws.resource
 """
 
 RETURN = r"""

@@ -68,15 +68,6 @@ options:
     description: Days of automatic snapshots (0 disables them).
     type: int
     default: 0
-  tags:
-    description: Tags on the group.
-    type: dict
-    default: {}
-  state:
-    description: present or absent.
-    type: str
-    choices: [present, absent]
-    default: present
   wait:
     description: Wait for the group to be available (or gone).
     type: bool
@@ -93,6 +84,7 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - valuecanvas.aws.resource
 """
 
 RETURN = r"""

@@ -24,19 +24,11 @@ options:
     type: list
     elements: str
     default: [9e99a48a9960b14926bb7f3b02e22da2b0ab7280]
-  tags:
-    description: Tags on the provider.
-    type: dict
-    default: {}
-  state:
-    description: present or absent.
-    type: str
-    choices: [present, absent]
-    default: present
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - valuecanvas.aws.resource
 """
 
 RETURN = r"""

@@ -10,6 +10,9 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: rds_parameter_group
 short_description: Create or delete an RDS DB parameter group and set its parameters
+description:
+  - Finds the group by name; creates it when there is none, then sets the parameters that
+    differ. The family is fixed at creation. Static parameters apply at the next reboot.
 options:
   name:
     description: The group's name.
@@ -27,19 +30,11 @@ options:
     description: Parameter name to value. Static parameters apply at the next reboot.
     type: dict
     default: {}
-  tags:
-    description: Tags on the group (set at creation).
-    type: dict
-    default: {}
-  state:
-    description: present or absent.
-    type: str
-    choices: [present, absent]
-    default: present
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - valuecanvas.aws.resource
 """
 
 RETURN = r"""
