@@ -14,12 +14,13 @@ same inputs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 from dbos import DBOS, SetWorkflowID
 from dbos._error import DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
 
@@ -59,11 +60,11 @@ def _should_retry(error: BaseException) -> bool:
     return isinstance(error, (TransientStepError, DBOSStepTimeoutError))
 
 
-def _problem_text(response: httpx.Response) -> str:
+def _problem_text(raw: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
-        return response.text[:300]
+        return raw[:300].decode(errors="replace")
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("title") or ""
         param = body.get("param")
@@ -96,32 +97,34 @@ async def call_agent(
         "Workflow-Execution-Id": str(execution),
     }
     started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=runtime.settings.orchestrator_step_timeout_seconds)
     try:
-        response = await runtime.state.http.post(
-            f"{runtime.agent_url(agent)}/v1/run", json=body, headers=headers,
-            timeout=runtime.settings.orchestrator_step_timeout_seconds,
-        )  # fmt: skip
-    except httpx.TransportError as exc:
+        async with runtime.agents.post(
+            f"{runtime.agent_url(agent)}/v1/run", json=body, headers=headers, timeout=timeout
+        ) as response:
+            code, raw = response.status, await response.read()
+            replayed = response.headers.get("Idempotent-Replayed") == "true"
+    except (aiohttp.ClientError, TimeoutError) as exc:
         error = f"{agent} did not answer: {type(exc).__name__}"
         await repository.step_progress(pool, organization, execution, step, {"error": error})
         raise TransientStepError(error) from None
     duration_ms = round((time.perf_counter() - started) * 1000)
-    if response.status_code >= 500 or response.status_code in (408, 429):
-        error = f"{agent} answered {response.status_code}: {_problem_text(response)}"
+    if code >= 500 or code in (408, 429):
+        error = f"{agent} answered {code}: {_problem_text(raw)}"
         await repository.step_progress(pool, organization, execution, step, {"error": error})
         raise TransientStepError(error)
-    if response.status_code != 200:
-        error = f"{agent} refused the input ({response.status_code}): {_problem_text(response)}"
+    if code != 200:
+        error = f"{agent} refused the input ({code}): {_problem_text(raw)}"
         await repository.step_progress(
             pool, organization, execution, step,
             {"status": "failed", "error": error, "finished_at": _now()},
         )  # fmt: skip
         raise StepRejectedError(error)
-    output: dict[str, Any] = response.json()
+    output: dict[str, Any] = json.loads(raw)
     await repository.step_progress(
         pool, organization, execution, step,
         {"status": "succeeded", "error": None, "finished_at": _now(), "duration_ms": duration_ms,
-         "replayed": response.headers.get("Idempotent-Replayed") == "true"},
+         "replayed": replayed},
     )  # fmt: skip
     return output
 
@@ -160,24 +163,12 @@ async def _run_step(job: dict[str, Any], step: StepSpec, body: dict[str, Any]) -
     return output
 
 
-async def _mark_step_failed(job: dict[str, Any], step: str, reason: str) -> None:
-    runtime = current()
-    await repository.step_progress(
-        runtime.state.pool, UUID(job["organization_id"]), UUID(job["execution_id"]), step,
-        {"status": "failed", "error": reason, "finished_at": _now()},
-    )  # fmt: skip
-
-
 @DBOS.workflow(name=WORKFLOW_NAME)
 async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
     """Run ``job["definition"]`` for ``job["input"]``. ``job`` also names the run
     (``execution_id``, the DBOS workflow id too), its organization, its user, the definition's
     name and the value case, if any."""
     spec = DefinitionSpec.model_validate(job["definition"])
-    pool = current().state.pool
-    organization, execution = UUID(job["organization_id"]), UUID(job["execution_id"])
-    await DBOS.run_step_async({"name": "running"}, repository.mark_running, pool, organization,
-                              execution)  # fmt: skip
     documents: dict[str, Any] = {"input": job["input"]}
     try:
         for wave in spec.levels():
@@ -201,35 +192,37 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
             else {step.id: documents[step.id] for step in spec.steps}
         )
     except StepFailedError as failure:
-        await DBOS.run_step_async({"name": "step-failed"}, _mark_step_failed, job, failure.step,
-                                  failure.reason)  # fmt: skip
-        recorded = await DBOS.run_step_async(
-            {"name": "failed"}, repository.finish, pool, organization, execution,
-            status="failed", error=f"step {failure.step}: {failure.reason}",
-            failed_step=failure.step,
-        )  # fmt: skip
-        if recorded:
-            await deliver_all(job, "failed", {"failed_step": failure.step,
-                                              "error": failure.reason})  # fmt: skip
+        await _finish(job, "failed", {"failed_step": failure.step, "error": failure.reason},
+                      error=f"step {failure.step}: {failure.reason}", failed_step=failure.step,
+                      step_error=failure.reason)  # fmt: skip
         return {"status": "failed", "failed_step": failure.step, "error": failure.reason}
     except MappingError as exc:
-        recorded = await DBOS.run_step_async(
-            {"name": "failed"}, repository.finish, pool, organization, execution,
-            status="failed", error=f"result: {exc}",
-        )  # fmt: skip
-        if recorded:
-            await deliver_all(job, "failed", {"failed_step": None, "error": f"result: {exc}"})
+        await _finish(job, "failed", {"failed_step": None, "error": f"result: {exc}"},
+                      error=f"result: {exc}")  # fmt: skip
         return {"status": "failed", "error": f"result: {exc}"}
     # The run's verdict: the last integrity check's (none without one).
     checks = [documents[step.id] for step in spec.steps if step.agent == "integrity"]
     verdict = checks[-1].get("verdict") if checks else None
-    recorded = await DBOS.run_step_async(
-        {"name": "succeeded"}, repository.finish, pool, organization, execution,
-        status="succeeded", output=output, verdict=verdict,
-    )  # fmt: skip
-    if recorded:
-        await deliver_all(job, "completed", {"verdict": verdict})
+    await _finish(job, "completed", {"verdict": verdict}, output=output, verdict=verdict)
     return {"status": "succeeded", "verdict": verdict}
+
+
+async def _finish(
+    job: dict[str, Any], outcome: str, details: dict[str, Any], **recorded: Any
+) -> None:
+    """One checkpoint for the run's end (its status, the value case's, the webhooks each
+    event goes to), then the deliveries, each its own durable step."""
+    events = [f"workflow.{outcome}"] + (
+        [f"value_case.{outcome}"] if job.get("value_case_id") else []
+    )
+    end = await DBOS.run_step_async(
+        {"name": f"finish:{outcome}"}, repository.finish, current().state.pool,
+        UUID(job["organization_id"]), UUID(job["execution_id"]),
+        status="succeeded" if outcome == "completed" else "failed", user=UUID(job["user_id"]),
+        events=events, **recorded,
+    )  # fmt: skip
+    if end["recorded"]:
+        await deliver_all(job, outcome, details, end)
 
 
 def job_for(

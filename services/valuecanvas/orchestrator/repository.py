@@ -190,26 +190,21 @@ async def unstarted(pool: Pool) -> list[dict[str, Any]]:
     return [found for row in rows if (found := decoded(row, "input", "definition"))]
 
 
-async def mark_running(pool: Pool, organization: UUID, execution_id: UUID) -> None:
-    async with engine_transaction(pool) as connection:
-        await connection.execute(
-            """update public.workflow_executions
-                  set status = 'running', started_at = coalesce(started_at, now())
-                where id = $1 and organization_id = $2 and status = 'pending'""",
-            execution_id, organization,
-        )  # fmt: skip
-
-
 async def step_progress(
     pool: Pool, organization: UUID, execution_id: UUID, step: str, progress: dict[str, Any]
 ) -> bool:
     """Merge ``progress`` into the step's entry (status, attempts, times, error). False when
     the run was cancelled meanwhile (nothing is written then)."""
     async with engine_transaction(pool) as connection:
+        # Progress is for people watching; the engine's checkpoints are the durable record.
+        # Not waiting for its WAL flush saves a disk sync per write.
+        await connection.execute("set local synchronous_commit = off")
         written = await connection.fetchval(
             """update public.workflow_executions
                   set steps = jsonb_set(steps, array[$3::text],
-                                        coalesce(steps -> $3, '{}'::jsonb) || $4::jsonb)
+                                        coalesce(steps -> $3, '{}'::jsonb) || $4::jsonb),
+                      status = case when status = 'pending' then 'running' else status end,
+                      started_at = coalesce(started_at, now())
                 where id = $1 and organization_id = $2 and status <> 'cancelled'
                 returning true""",
             execution_id, organization, step, _json(progress),
@@ -218,24 +213,31 @@ async def step_progress(
 
 
 async def finish(
-    pool: Pool, organization: UUID, execution_id: UUID, *, status: str,
-    output: dict[str, Any] | None = None, error: str | None = None,
-    failed_step: str | None = None, verdict: str | None = None,
-) -> bool:  # fmt: skip
-    """Record the run's end, and its value case's; a run already cancelled stays so.
-    Whether this call recorded it."""
+    pool: Pool, organization: UUID, execution_id: UUID, *, status: str, user: UUID,
+    events: list[str], output: dict[str, Any] | None = None, error: str | None = None,
+    failed_step: str | None = None, step_error: str | None = None, verdict: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Record the run's end (and the failed step's, and the value case's) in one
+    transaction; a run already cancelled stays so. Returns whether this call recorded it,
+    when, and the webhooks each event goes to (webhook_targets), so that the engine
+    checkpoints all of it at once."""
     async with engine_transaction(pool) as connection:
         row = await connection.fetchrow(
             """update public.workflow_executions
                   set status = $3, output = $4::jsonb, error = $5, failed_step = $6,
+                      steps = case when $6::text is null then steps
+                                   else jsonb_set(steps, array[$6::text], coalesce(steps -> $6, '{}'::jsonb)
+                                        || jsonb_build_object('status', 'failed', 'error', $7::text,
+                                                              'finished_at', now()))
+                              end,
                       started_at = coalesce(started_at, now()), finished_at = now()
                 where id = $1 and organization_id = $2 and status not in ('succeeded', 'failed', 'cancelled')
-                returning value_case_id""",
+                returning value_case_id, finished_at""",
             execution_id, organization, status, None if output is None else _json(output),
-            None if error is None else error[:10_000], failed_step,
+            None if error is None else error[:10_000], failed_step, step_error,
         )  # fmt: skip
         if row is None:
-            return False
+            return {"recorded": False, "finished_at": None, "targets": {}}
         if row["value_case_id"] is not None:
             case_status = "failed" if status != "succeeded" else (
                 "approved" if verdict == "pass" else "completed")  # fmt: skip
@@ -246,7 +248,9 @@ async def finish(
                 row["value_case_id"], organization, case_status, verdict,
                 None if output is None else _json(output),
             )  # fmt: skip
-        return True
+        targets = {event: await _webhook_targets(connection, organization, user, event)
+                   for event in events}  # fmt: skip
+        return {"recorded": True, "finished_at": row["finished_at"].isoformat(), "targets": targets}
 
 
 async def cancel_value_case(pool: Pool, organization: UUID, execution_id: UUID) -> None:
@@ -260,22 +264,21 @@ async def cancel_value_case(pool: Pool, organization: UUID, execution_id: UUID) 
         )  # fmt: skip
 
 
-async def webhook_targets(
-    pool: Pool, organization: UUID, user: UUID, event: str
+async def _webhook_targets(
+    connection: Connection, organization: UUID, user: UUID, event: str
 ) -> list[dict[str, str]]:
     """The organization's active webhooks that want ``event``, unless the run's starter
     turned webhook notifications of that event off (notification_preferences)."""
-    async with engine_transaction(pool) as connection:
-        rows = await connection.fetch(
-            """select w.id::text as id, w.url from public.webhooks w
-                where w.organization_id = $1 and w.active and $3 = any (w.events)
-                  and not exists (
-                    select from public.notification_preferences p
-                     where p.user_id = $2 and p.organization_id = $1 and p.channel = 'webhook'
-                       and p.event_type = $3 and not p.enabled)
-                order by w.created_at, w.id""",
-            organization, user, event,
-        )  # fmt: skip
+    rows = await connection.fetch(
+        """select w.id::text as id, w.url from public.webhooks w
+            where w.organization_id = $1 and w.active and $3 = any (w.events)
+              and not exists (
+                select from public.notification_preferences p
+                 where p.user_id = $2 and p.organization_id = $1 and p.channel = 'webhook'
+                   and p.event_type = $3 and not p.enabled)
+            order by w.created_at, w.id""",
+        organization, user, event,
+    )  # fmt: skip
     return [dict(row) for row in rows]
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
+import aiohttp
 import httpx
 from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
@@ -23,7 +25,7 @@ from starlette.requests import Request
 
 from valuecanvas.core.db import check_database
 from valuecanvas.core.logging import get_logger
-from valuecanvas.core.requestid import create_http_client
+from valuecanvas.core.requestid import create_http_client, request_id_trace_config
 from valuecanvas.core.state import AppState
 from valuecanvas.orchestrator.settings import OrchestratorSettings
 
@@ -36,6 +38,9 @@ class OrchestratorRuntime:
     state: AppState
     settings: OrchestratorSettings
     webhooks: httpx.AsyncClient
+    # The agents' client: aiohttp, several times httpx's throughput here (docs/benchmarks.md),
+    # with the request id passed on as every service's client does.
+    agents: aiohttp.ClientSession
     engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
     engine_error: str = "starting"
 
@@ -98,6 +103,11 @@ async def launch_engine(runtime: OrchestratorRuntime) -> None:
     while it does not). Launch runs on this loop's thread, so that the engine runs
     workflows, resumed ones included, on this loop, beside the API."""
     settings = runtime.settings
+    # The engine's database calls run in the loop's default executor (asyncio.to_thread),
+    # which is min(32, cores + 4) threads: six here, too few for parallel steps.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.orchestrator_engine_pool_size, thread_name_prefix="engine")
+    )
     wait = 0.5
     while True:
         try:
@@ -129,7 +139,11 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
     settings = state.settings
     assert isinstance(settings, OrchestratorSettings)
     webhooks = webhook_client(settings)
-    runtime = OrchestratorRuntime(state=state, settings=settings, webhooks=webhooks)
+    agents = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30),
+        trust_env=False, trace_configs=[request_id_trace_config()],
+    )  # fmt: skip
+    runtime = OrchestratorRuntime(state=state, settings=settings, webhooks=webhooks, agents=agents)
     _current = runtime
     from valuecanvas.orchestrator import engine  # noqa: F401 (registers the workflow function)
 
@@ -144,4 +158,5 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
         if runtime.engine_ready.is_set():
             DBOS.destroy(destroy_registry=False)
         await webhooks.aclose()
+        await agents.close()
         _current = None

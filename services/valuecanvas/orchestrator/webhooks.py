@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,10 +31,6 @@ DELIVERY_HEADER = "ValueCanvas-Delivery"
 
 class DeliveryError(Exception):
     """The receiver did not take the delivery (no answer, or not 2xx)."""
-
-
-def _occurred_at() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 async def deliver_once(
@@ -95,23 +90,16 @@ async def _deliver(
                      error=str(exc)[:300])  # fmt: skip
 
 
-async def deliver_all(job: dict[str, Any], outcome: str, details: dict[str, Any]) -> None:
-    """Deliver the run's end to every webhook that wants it (durable steps)."""
-    pool = current().state.pool
-    organization, user = UUID(job["organization_id"]), UUID(job["user_id"])
-    events = [f"workflow.{outcome}"]
-    if job.get("value_case_id"):
-        events.append(f"value_case.{outcome}")
-    occurred_at = await DBOS.run_step_async({"name": "occurred-at"}, _occurred_at)
-    for event in events:
-        targets = await DBOS.run_step_async(
-            {"name": f"webhooks:{event}"}, repository.webhook_targets, pool, organization, user,
-            event,
-        )  # fmt: skip
+async def deliver_all(
+    job: dict[str, Any], outcome: str, details: dict[str, Any], end: dict[str, Any]
+) -> None:
+    """Deliver the run's end to the webhooks ``end`` lists for each event (the finish
+    step's checkpoint), each delivery a durable step."""
+    for event, targets in end["targets"].items():
         body = {
             "id": f"{job['execution_id']}:{event}",
             "type": event,
-            "created_at": occurred_at,
+            "created_at": end["finished_at"],
             "data": {
                 "workflow_id": job["execution_id"],
                 "definition": job["definition_name"],
