@@ -101,6 +101,9 @@ bench: $(STAMP) ## Measure the LLM proxy's overhead (a few minutes; see docs/ben
 bench-gateway: $(STAMP) ## Measure the latency and CPU the gateway adds at 200 req/s (a few minutes; see docs/benchmarks.md)
 	$(BIN)/python -m tests.benchmarks.gateway
 
+bench-orchestrator: $(STAMP) ## Measure the orchestrator's overhead per step and runs per second (a few minutes; see docs/benchmarks.md)
+	$(BIN)/python -m tests.benchmarks.orchestrator
+
 bench-rls: $(STAMP) ## Measure row-level security on 100k and 1M rows per table (a few minutes; see docs/benchmarks.md)
 	$(BIN)/python -m tests.benchmarks.rls
 
@@ -149,4 +152,4 @@ lock: $(STAMP) ## Re-pin every Python dependency into requirements.lock (and the
 clean: ## Remove the virtualenvs (not the platform's data: see `make down` and .state/)
 	rm -rf $(VENV) $(CHECKOV_VENV) tools/crd-validate/node_modules
 
-.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench bench-gateway bench-rls image render validate validators crd-validators role-docs types lock clean
+.PHONY: help venv up down status doctor emulator emulator-stop cost lint test bench bench-gateway bench-orchestrator bench-rls image render validate validators crd-validators role-docs types lock clean

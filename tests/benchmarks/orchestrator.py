@@ -8,6 +8,8 @@
    first start to the last end.
 3. One value case end to end with the real agents and the offline LLM provider: its
    latency, and each step's share.
+4. The engine's own floor: DBOS alone in this process, five steps that do nothing, on the
+   same database (a schema of its own): per step one at a time, and runs per second.
 
 Everything on this machine, on loopback; one orchestrator process.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -55,7 +58,7 @@ def stub(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/v1/run", run)
-    app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+    app.router.add_get("/healthz", run)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -100,13 +103,17 @@ async def wait_all(dsn: str, runs: list[str]) -> list[dict[str, Any]]:
         await asyncio.sleep(0.2)
 
 
-async def start(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> str:
+async def start(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]
+) -> str:
     response = await client.post(url, json=body, headers=headers)
     response.raise_for_status()
     return str(response.json()["workflow_id"])
 
 
-async def measure(orchestrator: str, dsn: str, token: str, runs: int, sequential: int) -> dict[str, Any]:
+async def measure(
+    orchestrator: str, dsn: str, token: str, runs: int, sequential: int
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=60) as client:
         created = await client.post(f"{orchestrator}/v1/workflow-definitions", headers=headers,
@@ -127,7 +134,7 @@ async def measure(orchestrator: str, dsn: str, token: str, runs: int, sequential
             calls += [step["duration_ms"] for step in steps]
             stamps = [(datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"]))
                       for s in steps]  # fmt: skip
-            gaps += [(b[0] - a[1]).total_seconds() * 1000 for a, b in zip(stamps, stamps[1:])]
+            gaps += [(b[0] - a[1]).total_seconds() * 1000 for a, b in itertools.pairwise(stamps)]
         # 2. Together: throughput.
         began = time.perf_counter()
         gate = asyncio.Semaphore(16)
@@ -166,7 +173,9 @@ async def value_case(gateway_free: str, dsn: str, token: str) -> dict[str, Any]:
     results = []
     async with httpx.AsyncClient(timeout=60) as client:
         for _ in range(6):
-            response = await client.post(f"{gateway_free}/v1/value-cases", json=case, headers=headers)
+            response = await client.post(
+                f"{gateway_free}/v1/value-cases", json=case, headers=headers
+            )
             response.raise_for_status()
             (row,) = await wait_all(dsn, [response.json()["workflow_id"]])
             steps = json.loads(row["steps"])
@@ -175,8 +184,41 @@ async def value_case(gateway_free: str, dsn: str, token: str) -> dict[str, Any]:
     return results[-1] | {"runs": [r["total_ms"] for r in results[1:]]}
 
 
+async def engine_floor(dsn: str, runs: int) -> dict[str, float]:
+    from dbos import DBOS
+
+    async def nothing(index: int) -> int:
+        return index
+
+    @DBOS.workflow(name="bench.floor")
+    async def five(_: int) -> int:
+        for index in range(5):
+            await DBOS.run_step_async({"name": f"s{index}"}, nothing, index)
+        return 0
+
+    DBOS(config={"name": "bench-floor", "system_database_url": dsn.replace("postgresql://", "postgresql+psycopg://"),
+                 "dbos_system_schema": "bench_floor", "application_version": "floor",
+                 "executor_id": "bench-floor", "log_level": "WARNING"})  # fmt: skip
+    DBOS.launch()
+    try:
+        for _ in range(5):
+            await (await DBOS.start_workflow_async(five, 0)).get_result()
+        began = time.perf_counter()
+        for _ in range(30):
+            await (await DBOS.start_workflow_async(five, 0)).get_result()
+        sequential = (time.perf_counter() - began) / 30 * 1000 / 5
+        began = time.perf_counter()
+        handles = await asyncio.gather(*(DBOS.start_workflow_async(five, 0) for _ in range(runs)))
+        await asyncio.gather(*(handle.get_result() for handle in handles))
+        return {"per_step_ms": sequential, "throughput_per_s": runs / (time.perf_counter() - began)}
+    finally:
+        DBOS.destroy()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
@@ -188,7 +230,9 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="valuecanvas-bench-orchestrator-"))
         stack.callback(shutil.rmtree, workdir, True)
         postgres = stack.enter_context(TemporaryPostgres())
-        cli({"MIGRATION_DATABASE_URL": postgres.dsn()}, "migrate", "--dir", str(REPO / "migrations"))
+        cli(
+            {"MIGRATION_DATABASE_URL": postgres.dsn()}, "migrate", "--dir", str(REPO / "migrations")
+        )
         secret = uuid.uuid4().hex * 2
         base = {"DATABASE_URL": postgres.dsn(), "JWT_SECRET": secret,
                 "INTERNAL_TOKEN_SECRET": uuid.uuid4().hex * 2, "LOG_LEVEL": "WARNING"}  # fmt: skip
@@ -224,15 +268,28 @@ def main() -> None:
         real = serve(stack, workdir, "orchestrator", base | {
             "SERVICE_URLS": everyone, "ORCHESTRATOR_EXECUTOR_ID": "bench-real"})  # fmt: skip
         case = asyncio.run(value_case(real, postgres.dsn(), token))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"overhead per step (five-step chain, agents answering at once, one run at a time): "
-          f"p50 {overhead['per_step_p50_ms']:.2f} ms, p95 {overhead['per_step_p95_ms']:.2f} ms "
-          f"(of which the HTTP call to the agent: {overhead['call_ms']:.1f} ms; between one step's "
-          f"end and the next's start: {overhead['gap_ms']:.1f} ms)")
-    print(f"throughput: {overhead['throughput_per_s']:.1f} five-step runs/s "
-          f"({overhead['runs']} runs started 16 at a time; submitting took {overhead['submit_seconds']:.1f} s)")
-    print(f"value case end to end (offline provider): {case['total_ms']:.0f} ms "
-          f"(runs: {', '.join(f'{ms:.0f}' for ms in case['runs'])} ms)")
+        floor = asyncio.run(engine_floor(postgres.dsn(), 200))
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"overhead per step (five-step chain, agents answering at once, one run at a time): "
+        f"p50 {overhead['per_step_p50_ms']:.2f} ms, p95 {overhead['per_step_p95_ms']:.2f} ms "
+        f"(of which the HTTP call to the agent: {overhead['call_ms']:.1f} ms; between one step's "
+        f"end and the next's start: {overhead['gap_ms']:.1f} ms)"
+    )
+    print(
+        f"throughput: {overhead['throughput_per_s']:.1f} five-step runs/s "
+        f"({overhead['runs']} runs started 16 at a time; submitting took {overhead['submit_seconds']:.1f} s)"
+    )
+    print(
+        f"value case end to end (offline provider): {case['total_ms']:.0f} ms "
+        f"(runs: {', '.join(f'{ms:.0f}' for ms in case['runs'])} ms)"
+    )
+    print(
+        f"DBOS alone (five steps that do nothing, this process): {floor['per_step_ms']:.2f} ms "
+        f"a step one run at a time; {floor['throughput_per_s']:.1f} runs/s with 200 together"
+    )
     total = case["total_ms"]
     for name, ms in case["steps"].items():
         print(f"  {name}: {ms} ms ({(ms or 0) / total:.0%})")

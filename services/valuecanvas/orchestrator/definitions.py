@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.config import JsonDict
 
 from valuecanvas.catalogue import catalogue
-from valuecanvas.orchestrator.mapping import MappingError, sources, step_of
+from valuecanvas.orchestrator.mapping import MappingError, reject_nul, sources, step_of
 
 StepId = str
 
@@ -49,6 +49,14 @@ class DefinitionSpec(BaseModel):
     result: dict[str, Any] | None = Field(
         default=None, description="mapping expressions; default: every step's output by id"
     )
+
+    @model_validator(mode="after")
+    def _storable(self) -> DefinitionSpec:
+        for step in self.steps:
+            reject_nul(step.input, f"step {step.id}: input")
+        reject_nul(self.result, "result")
+        reject_nul(self.description, "description")
+        return self
 
     @model_validator(mode="after")
     def _a_dag_of_known_agents(self) -> DefinitionSpec:

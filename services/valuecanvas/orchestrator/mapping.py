@@ -77,6 +77,19 @@ def sources(expression: Any) -> Iterator[str]:
                 yield from sources(value)
 
 
+def reject_nul(value: Any, where: str) -> None:
+    """Postgres' jsonb cannot hold NUL: refused in any key or string, the place named."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where} contains a NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, where)
+            reject_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul(item, f"{where}.{index}")
+
+
 def step_of(source: str) -> str | None:
     """The step a source belongs to (None for the workflow's input)."""
     if source == "input":

@@ -13,6 +13,7 @@ from valuecanvas.core.numbers import Whole
 from valuecanvas.expansion.schemas import Sku
 from valuecanvas.opportunity.schemas import Account
 from valuecanvas.orchestrator.definitions import DefinitionSpec
+from valuecanvas.orchestrator.mapping import reject_nul
 from valuecanvas.target.schemas import Costs
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
@@ -41,19 +42,6 @@ class ReviewCreate(Input):
     )
 
 
-def _no_nul(value: Any, where: str = "input") -> None:
-    """Postgres' jsonb cannot hold NUL: refused in any key or string, named."""
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{where} contains a NUL character")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key, where)
-            _no_nul(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _no_nul(item, f"{where}.{index}")
-
-
 class WorkflowCreate(Input):
     definition: DefinitionName = Field(description="a built-in or your organization's own")
     input: dict[str, Any] = Field(
@@ -63,7 +51,7 @@ class WorkflowCreate(Input):
     @field_validator("input")
     @classmethod
     def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _no_nul(value)
+        reject_nul(value, "input")
         return value
 
 
