@@ -105,14 +105,18 @@ def test_an_impossible_case_is_a_422_naming_the_field_and_records_nothing(
     costly = {**CASE, "costs": {"one_time": "1", "annual": "999999"}}
     negative = {**CASE, "costs": {"one_time": "-5", "annual": "0"}}
     huge = {**CASE, "costs": {"one_time": 1e308, "annual": "0"}}
+    # Every input in range, the result beyond what an output holds (10^15): schemathesis's.
+    beyond = {**CASE, "benefits": [{**CASE["benefits"][0], "value_per_unit": "111274235137",
+                                    "baseline": "10000000", "target": "8"}]}  # fmt: skip
 
     answers = [target.post("/v1/run", json=body, headers=bearer(MEMBER, ORG))
-               for body in (worse, costly, negative, huge)]  # fmt: skip
+               for body in (worse, costly, negative, huge, beyond)]  # fmt: skip
 
-    assert [a.status_code for a in answers] == [422, 422, 422, 422]
+    assert [a.status_code for a in answers] == [422, 422, 422, 422, 422]
     assert [a.json()["param"] for a in answers] == [
-        "benefits.0.target", "costs.annual", "costs.one_time", "costs.one_time",
+        "benefits.0.target", "costs.annual", "costs.one_time", "costs.one_time", "benefits",
     ]  # fmt: skip
+    assert "beyond 10^15" in answers[-1].json()["detail"]
     assert audit_rows(database.owner_dsn) == []
 
 

@@ -196,6 +196,25 @@ def test_only_idempotent_methods_are_retried(
     assert (post.status_code, echo.calls) == (503, 1)
 
 
+def test_a_path_below_a_route_that_the_document_does_not_allow_is_not_forwarded(
+    one_gateway: ServiceProcess, echo: EchoUpstream
+) -> None:
+    """A control character, a space or an empty segment below a route: the upstream's URL
+    handling could make another path of it (a tab dropped, '/x/' redirected to '/x')."""
+    echo.calls = 0
+    answers = [
+        httpx.get(f"{one_gateway.url}/v1/value-cases/{path}", headers=bearer(MEMBER, ORG))
+        for path in ("%09", "a%20b", "a//b", "")
+    ]  # fmt: skip
+
+    assert [answer.status_code for answer in answers] == [404, 404, 404, 404]
+    assert answers[0].json()["code"] == "no_such_path"
+    assert echo.calls == 0
+    assert httpx.get(f"{one_gateway.url}/v1/value-cases/ok-1.2_x",
+                     headers=bearer(MEMBER, ORG)).status_code == 200  # fmt: skip
+    assert echo.calls == 1
+
+
 def test_the_auth_matrix_against_the_process(
     one_gateway: ServiceProcess, database: Database
 ) -> None:

@@ -9,6 +9,7 @@ which and for how long), 503 (the limiter is away: the gateway fails closed).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -130,6 +131,11 @@ class GatewayMiddleware:
         method: str = scope["method"]
         route = runtime.routes.find(scope["path"])
         if route is not None:
+            if not _SUBPATH.fullmatch(scope["path"][len(route.path) :]):
+                # What the document allows below a route (segments of letters, digits, '.',
+                # '_' and '-'); anything else (a control character, a space, an empty
+                # segment) the upstream's URL handling could change into another path.
+                raise ProblemError(404, "no_such_path", "no such path below " + route.path)
             if method not in route.methods:
                 raise ProblemError(
                     405, "method_not_allowed",
@@ -147,6 +153,9 @@ class GatewayMiddleware:
         # Read here, within the limit (FastAPI would turn a refusal while it reads into a 400).
         body = await read_body(receive, scope, runtime.settings.gateway_max_body_bytes)
         await self.app(scope, _replay(body, receive), send)
+
+
+_SUBPATH = re.compile(r"(/[A-Za-z0-9._-]+)*")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -13,6 +13,9 @@ from valuecanvas.target import finance, narrative
 from valuecanvas.target.schemas import TargetInput, TargetOutput
 from valuecanvas.target.settings import TargetSettings
 
+# The output's numbers are bounded (core.numbers.Number): a case beyond it is refused, named.
+OUTPUT_BOUND = Decimal("1e15")
+
 
 async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
     settings = get_state(context.request).settings
@@ -44,6 +47,13 @@ async def build_case(context: RunContext, body: TargetInput) -> TargetOutput:
         ]
     except finance.ImpossibleCaseError as exc:
         raise AgentRunError(exc.field, exc.message) from None
+    largest = max(abs(value) for scenario in scenarios for value in
+                  (scenario.total_benefit, scenario.total_cost, scenario.npv, *scenario.cash_flows))  # fmt: skip
+    if largest > OUTPUT_BOUND:
+        raise AgentRunError(
+            "benefits", f"the case's amounts reach {largest:.3e}, beyond 10^15: check the values "
+            "per unit and the targets (their units)",
+        )  # fmt: skip
     return TargetOutput.model_validate(
         {
             "currency": body.currency,
