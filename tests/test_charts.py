@@ -364,7 +364,8 @@ def test_network_policies_allow_exactly_the_architectures_edges(
     internet = {name for name, policy in policies.items()
                 for rule in policy["spec"].get("egress", []) for peer in rule["to"]
                 if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"}  # fmt: skip
-    assert internet == {"llm-proxy"}
+    # The providers (llm-proxy), and the organizations' webhook receivers (orchestrator).
+    assert internet == {"llm-proxy", "orchestrator"}
     from_outside = {name for name, policy in policies.items()
                     for rule in policy["spec"].get("ingress", []) for peer in rule["from"] if "ipBlock" in peer}  # fmt: skip
     assert from_outside == {"api-gateway"}

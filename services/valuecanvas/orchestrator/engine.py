@@ -82,7 +82,9 @@ async def call_agent(
     status = DBOS.step_status
     attempt = 1 + ((status.current_attempt or 0) if status is not None else 0)
     pool = runtime.state.pool
-    if not await repository.step_progress(
+    # The first attempt's start was written with its wave's (run_workflow); a later one is
+    # written here, and finds a run cancelled between attempts.
+    if attempt > 1 and not await repository.step_progress(
         pool, organization, execution, step,
         {"status": "running", "agent": agent, "attempts": attempt, "started_at": _now()},
     ):  # fmt: skip
@@ -123,7 +125,8 @@ async def call_agent(
     output: dict[str, Any] = json.loads(raw)
     await repository.step_progress(
         pool, organization, execution, step,
-        {"status": "succeeded", "error": None, "finished_at": _now(), "duration_ms": duration_ms,
+        {"status": "succeeded", "error": None, "attempts": attempt, "finished_at": _now(),
+         "duration_ms": duration_ms,
          "replayed": replayed},
     )  # fmt: skip
     return output
@@ -178,6 +181,13 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
                     bodies[step.id] = resolve(step.input, documents)
                 except MappingError as exc:
                     raise StepFailedError(step.id, f"its input: {exc}") from None
+            # The wave's steps marked running in one write (not a checkpoint: written again
+            # on a replay, to the same effect). DBOS refuses to start a cancelled run's steps.
+            await repository.steps_started(
+                current().state.pool, UUID(job["organization_id"]), UUID(job["execution_id"]),
+                {step.id: {"status": "running", "agent": step.agent, "attempts": 1,
+                           "started_at": _now()} for step in wave},
+            )  # fmt: skip
             outcomes = await asyncio.gather(
                 *(_run_step(job, step, bodies[step.id]) for step in wave), return_exceptions=True
             )

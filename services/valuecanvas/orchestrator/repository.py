@@ -212,6 +212,27 @@ async def step_progress(
     return bool(written)
 
 
+async def steps_started(
+    pool: Pool, organization: UUID, execution_id: UUID, progress: dict[str, dict[str, Any]]
+) -> None:
+    """A wave's steps marked running, and the run with them, in one write (as step_progress,
+    not waiting for the WAL flush). A step that has ended keeps its entry."""
+    async with engine_transaction(pool) as connection:
+        await connection.execute("set local synchronous_commit = off")
+        await connection.execute(
+            """update public.workflow_executions e
+                  set steps = e.steps || (
+                        select coalesce(jsonb_object_agg(key, value), '{}'::jsonb)
+                          from jsonb_each($3::jsonb)
+                         where coalesce(e.steps -> key ->> 'status', 'pending')
+                               not in ('succeeded', 'failed')),
+                      status = case when status = 'pending' then 'running' else status end,
+                      started_at = coalesce(started_at, now())
+                where id = $1 and organization_id = $2 and status <> 'cancelled'""",
+            execution_id, organization, _json(progress),
+        )  # fmt: skip
+
+
 async def finish(
     pool: Pool, organization: UUID, execution_id: UUID, *, status: str, user: UUID,
     events: list[str], output: dict[str, Any] | None = None, error: str | None = None,
