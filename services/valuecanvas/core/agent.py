@@ -29,7 +29,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel
 
-from valuecanvas.core.auth import UNAUTHORIZED, Caller
+from valuecanvas.core.auth import UNAUTHORIZED, Caller, require_organization
 from valuecanvas.core.db import Connection, caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.identity import Identity
@@ -146,8 +146,7 @@ def agent_router(agent: Agent[InputT, OutputT]) -> APIRouter:
             UUID | None, Header(description="the workflow run this invocation is a step of")
         ] = None,
     ) -> dict[str, Any]:
-        if caller.organization_id is None or caller.user_id is None:
-            raise ProblemError(403, "organization_required", "the token names no organization")
+        require_organization(caller)
         state = get_state(request)
         acting = as_agent(caller, agent.name)
         digest = inputs_hash(body)

@@ -5,13 +5,14 @@ Identity), without touching the rest."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from valuecanvas.core.errors import error_doc, error_response
+from valuecanvas.core.errors import ProblemError, error_doc, error_response
 from valuecanvas.core.identity import AuthError, Identity, JwksCache, TokenVerifier
 from valuecanvas.core.settings import ServiceSettings
 from valuecanvas.core.state import get_state
@@ -90,3 +91,11 @@ def unauthorized_response(exc: UnauthorizedError, path: str | None = None) -> JS
         },
         instance=path,
     )
+
+
+def require_organization(caller: Identity) -> tuple[UUID, UUID]:
+    """The caller's organization and user, for what acts in an organization: a 403 for a
+    token that names no organization (or no user)."""
+    if caller.organization_id is None or caller.user_id is None:
+        raise ProblemError(403, "organization_required", "the token names no organization")
+    return caller.organization_id, caller.user_id

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Request, status
 
-from valuecanvas.core.auth import UNAUTHORIZED, Caller
+from valuecanvas.core.auth import UNAUTHORIZED, Caller, require_organization
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.state import get_state
@@ -31,8 +31,7 @@ async def record_measurement(
     request: Request, caller: Caller, body: MeasurementIn
 ) -> dict[str, Any]:
     """A measurement for a day; another for the same KPI and day corrects it."""
-    if caller.organization_id is None:
-        raise ProblemError(403, "organization_required", "the token names no organization")
+    organization, _ = require_organization(caller)
     state = get_state(request)
     try:
         async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
@@ -41,7 +40,7 @@ async def record_measurement(
                     404, "unknown_value_case", "no such value case in your organization"
                 )
             row = await repository.record(
-                connection, caller.organization_id, body.value_case_id, body.kpi,
+                connection, organization, body.value_case_id, body.kpi,
                 body.measured_on, body.value, body.source,
             )  # fmt: skip
     except asyncpg.InsufficientPrivilegeError:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Request, status
 
-from valuecanvas.core.auth import UNAUTHORIZED, Caller
+from valuecanvas.core.auth import UNAUTHORIZED, Caller, require_organization
 from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.state import get_state
@@ -36,8 +36,7 @@ async def create_definition(
 ) -> dict[str, Any]:
     """Add a definition (checked: known agents, known steps, no cycle, reads only of steps
     waited for). Runs start it by name: POST /v1/workflows."""
-    if caller.organization_id is None or caller.user_id is None:
-        raise ProblemError(403, "organization_required", "the token names no organization")
+    organization, user = require_organization(caller)
     if body.name in builtin_definitions():
         raise ProblemError(409, "builtin_definition", f"{body.name} is a built-in definition",
                            param="name")  # fmt: skip
@@ -45,8 +44,8 @@ async def create_definition(
     try:
         async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
             row = await repository.create_definition(
-                connection, caller.organization_id, body.name,
-                body.definition.model_dump(mode="json", exclude_none=True), caller.user_id,
+                connection, organization, body.name,
+                body.definition.model_dump(mode="json", exclude_none=True), user,
             )  # fmt: skip
     except asyncpg.InsufficientPrivilegeError:
         raise ProblemError(

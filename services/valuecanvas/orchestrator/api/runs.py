@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +14,7 @@ from dbos import DBOS
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from valuecanvas.core.auth import UNAUTHORIZED, Caller
+from valuecanvas.core.auth import UNAUTHORIZED, Caller, require_organization
 from valuecanvas.core.db import Connection, caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.identity import Identity
@@ -32,13 +32,12 @@ MEMBERS = error_doc("the token names no organization, or you are not a member (v
 
 async def writer_in(connection: Connection, caller: Identity) -> UUID:
     """The caller's organization, if they may start runs in it (members, not viewers)."""
-    if caller.organization_id is None or caller.user_id is None:
-        raise ProblemError(403, "organization_required", "the token names no organization")
+    organization, _ = require_organization(caller)
     if await connection.fetchval("select private.acting_writer_organization_id()") is None:
         raise ProblemError(
             403, "forbidden", "only active members (not viewers) of the organization start runs"
         )
-    return caller.organization_id
+    return organization
 
 
 async def start_run(
@@ -105,13 +104,22 @@ async def start_workflow(
     return accepted(response, execution, None)
 
 
-async def _read(request: Request, caller: Identity, workflow_id: UUID) -> dict[str, Any]:
+async def read_one(
+    request: Request, caller: Identity, fetch: Callable[[Connection, UUID], Awaitable[Any]],
+    key: UUID, code: str, what: str,
+) -> dict[str, Any]:  # fmt: skip
+    """One row as the caller sees it (row-level security), or a 404 naming what."""
     state = get_state(request)
     async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
-        found = await repository.execution(connection, workflow_id)
+        found: dict[str, Any] | None = await fetch(connection, key)
     if found is None:
-        raise ProblemError(404, "unknown_workflow", "no such workflow in your organization")
+        raise ProblemError(404, code, f"no such {what} in your organization")
     return found
+
+
+async def _read(request: Request, caller: Identity, workflow_id: UUID) -> dict[str, Any]:
+    return await read_one(request, caller, repository.execution, workflow_id,
+                          "unknown_workflow", "workflow")  # fmt: skip
 
 
 @router.get(

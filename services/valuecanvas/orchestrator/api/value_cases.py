@@ -9,12 +9,10 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 
 from valuecanvas.core.auth import UNAUTHORIZED, Caller
-from valuecanvas.core.db import caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.identity import Identity
-from valuecanvas.core.state import get_state
 from valuecanvas.orchestrator import repository
-from valuecanvas.orchestrator.api.runs import MEMBERS, accepted, start_run
+from valuecanvas.orchestrator.api.runs import MEMBERS, accepted, read_one, start_run
 from valuecanvas.orchestrator.schemas import ReviewCreate, Started, ValueCase, ValueCaseCreate
 
 router = APIRouter(tags=["value-cases"])
@@ -42,12 +40,8 @@ async def create_value_case(
 
 
 async def _case(request: Request, caller: Identity, case_id: UUID) -> dict[str, Any]:
-    state = get_state(request)
-    async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
-        found = await repository.value_case(connection, case_id)
-    if found is None:
-        raise ProblemError(404, "unknown_value_case", "no such value case in your organization")
-    return found
+    return await read_one(request, caller, repository.value_case, case_id,
+                          "unknown_value_case", "value case")  # fmt: skip
 
 
 @router.get(
