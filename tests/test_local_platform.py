@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from tests.support.paths import BIN, REPO
 from tests.support.rehearsals import make
 from tests.support.waiting import wait_until
+from tests.support.workflows import CASE, EXPECTED
 from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
 from valuecanvas.registry import SERVICES
 
@@ -235,6 +237,27 @@ def test_the_gateway_routes_to_the_local_services(platform: Platform) -> None:
     for answer in answers:
         assert answer.status_code == 200, answer.text
         assert "offline" in answer.json()["choices"][0]["message"]["content"]
+
+
+def test_a_value_case_through_the_gateway_on_the_local_platform(platform: Platform) -> None:
+    """The README's step 5: discovery notes in through the gateway, the run followed as
+    server-sent events to its end, the case approved (the integrity check passed)."""
+    headers = {"Authorization": f"Bearer {seed_demo(platform)}"}
+    started = httpx.post(platform.url("api-gateway", "/v1/value-cases"), json=CASE,
+                         headers=headers, timeout=30)  # fmt: skip
+    assert started.status_code == 202, started.text
+    with httpx.stream("GET", platform.url("api-gateway", started.headers["Location"] + "/events"),
+                      headers=headers, timeout=60) as events:  # fmt: skip
+        names = [line.removeprefix("event: ") for line in events.iter_lines()
+                 if line.startswith("event: ")]  # fmt: skip
+
+    case = httpx.get(platform.url("api-gateway", f"/v1/value-cases/{started.json()['value_case_id']}"),
+                     headers=headers, timeout=10).json()  # fmt: skip
+    assert names[-1] == "end"
+    assert "progress" in names
+    assert (case["status"], case["verdict"]) == ("approved", "pass")
+    expected = {s["name"]: s for s in case["result"]["business_case"]["scenarios"]}["expected"]
+    assert Decimal(str(expected["npv"])) == EXPECTED["npv"]
 
 
 @pytest.mark.parametrize(("name", "credential"), CREDENTIALS)

@@ -11,6 +11,7 @@ import json
 import ssl
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,31 @@ from valuecanvas.localdev.postgres import free_port
 
 INTERNAL_SECRET = "internal-secret-for-the-workflow-processes-0123"
 AGENTS = [entry.name for entry in catalogue().values() if entry.autoscaling == "agent"]
+
+# A value case from sample discovery notes, and its numbers checked by hand.
+NOTES = (
+    "Acme Logistics has grown fast and finance is stretched. Its invoices are paid late: "
+    "DSO is 60 days today. Support tickets take 24 hours to resolve on average, and the "
+    "team is hiring to keep up."
+)
+CASE = {
+    "name": "Acme renewal",
+    "account": {"name": "Acme Logistics", "industry": "Logistics",
+                "annual_revenue": "10000000", "support_tickets_per_year": 20000},
+    "discovery_notes": NOTES,
+    "costs": {"one_time": "100000", "annual": "50000"},
+    "horizon_years": 3,
+}  # fmt: skip
+
+# Checked by hand (the catalogue's factors and typical improvements, migration 0011):
+# DSO 60 -> 48 days (-20 %), 10,000,000 x 0.0002191781 = 2,191.78 a day of DSO;
+# resolution 24 -> 16.8 hours (-30 %), 20,000 tickets x 2.5 = 50,000 an hour.
+# Expected scenario: 12 x 2,191.78 + 7.2 x 50,000 = 386,301.36 a year; cost 100,000 now
+# and 50,000 a year; net flows 336,301.36 a year for 3 years; at 10 % (TARGET_DISCOUNT_RATE):
+# NPV = -100,000 + 336,301.36 x 2.486852 (the annuity factor) = 736,331.71;
+# ROI = (3 x 386,301.36 - 250,000) / 250,000 = 3.6356; payback 100,000 / 28,025.11 a month.
+EXPECTED = {"annual_benefit": Decimal("386301.36"), "total_cost": Decimal("250000.00"),
+            "npv": Decimal("736331.71"), "roi": Decimal("3.6356")}  # fmt: skip
 
 
 @dataclass
