@@ -13,7 +13,7 @@
 
 Everything on this machine, on loopback; one orchestrator process.
 
-    python -m tests.benchmarks.orchestrator [--runs 300] [--sequential 50]
+    python -m tests.benchmarks.orchestrator [--runs 300] [--sequential 50] [--processes 1]
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 def serve(stack: ExitStack, workdir: Path, name: str, env: dict[str, str]) -> str:
     port = free_port()
-    env_file = workdir / f"{name}.env"
+    env_file = workdir / f"{name}-{port}.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-    log = (workdir / f"{name}.log").open("wb")
+    log = (workdir / f"{name}-{port}.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "valuecanvas.cli", "serve", name,
                                 "--env-file", str(env_file), "--port", str(port)],
                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -112,8 +112,9 @@ async def start(
 
 
 async def measure(
-    orchestrator: str, dsn: str, token: str, runs: int, sequential: int
+    orchestrators: list[str], dsn: str, token: str, runs: int, sequential: int
 ) -> dict[str, Any]:
+    orchestrator = orchestrators[0]
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=60) as client:
         created = await client.post(f"{orchestrator}/v1/workflow-definitions", headers=headers,
@@ -139,11 +140,12 @@ async def measure(
         began = time.perf_counter()
         gate = asyncio.Semaphore(16)
 
-        async def one() -> str:
+        async def one(index: int) -> str:  # the processes in turn, as a load balancer would
             async with gate:
-                return await start(client, url, headers, body)
+                target = f"{orchestrators[index % len(orchestrators)]}/v1/workflows"
+                return await start(client, target, headers, body)
 
-        batch = await asyncio.gather(*(one() for _ in range(runs)))
+        batch = await asyncio.gather(*(one(index) for index in range(runs)))
         submitted = time.perf_counter() - began
         rows = await wait_all(dsn, batch)
     assert all(row["status"] == "succeeded" for row in rows)
@@ -221,6 +223,12 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--sequential", type=int, default=50)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="orchestrator processes sharing the throughput part (one database)",
+    )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
@@ -243,9 +251,12 @@ def main() -> None:
                                     str(stub_port)], cwd=REPO)  # fmt: skip
         stack.callback(process.terminate)
         wait_http(f"http://127.0.0.1:{stub_port}/healthz")
-        stubbed = serve(stack, workdir, "orchestrator", base | {
-            "SERVICE_URLS": json.dumps({agent: f"http://127.0.0.1:{stub_port}" for agent in AGENTS}),
-            "ORCHESTRATOR_EXECUTOR_ID": "bench-stub"})  # fmt: skip
+        stubbed = [
+            serve(stack, workdir, "orchestrator", base | {
+                "SERVICE_URLS": json.dumps({agent: f"http://127.0.0.1:{stub_port}" for agent in AGENTS}),
+                "ORCHESTRATOR_EXECUTOR_ID": f"bench-stub-{index}"})
+            for index in range(args.processes)
+        ]  # fmt: skip
         overhead = asyncio.run(measure(stubbed, postgres.dsn(), token, args.runs, args.sequential))
         stack.enter_context(ExitStack())
         # 3. The real agents and the offline provider, behind a second orchestrator.
