@@ -290,7 +290,7 @@ def main() -> None:
         f"end and the next's start: {overhead['gap_ms']:.1f} ms)"
     )
     print(
-        f"throughput: {overhead['throughput_per_s']:.1f} five-step runs/s "
+        f"throughput, {args.processes} orchestrator process(es): {overhead['throughput_per_s']:.1f} five-step runs/s "
         f"({overhead['runs']} runs started 16 at a time; submitting took {overhead['submit_seconds']:.1f} s)"
     )
     print(
