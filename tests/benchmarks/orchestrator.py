@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from tests.benchmarks.gateway import cli
 from tests.benchmarks.llm_proxy_overhead import wait_http
 from valuecanvas.catalogue import catalogue
 from valuecanvas.localdev.postgres import TemporaryPostgres, free_port
@@ -60,12 +61,6 @@ def stub(port: int) -> None:
     app.router.add_post("/v1/run", run)
     app.router.add_get("/healthz", run)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "valuecanvas.cli", *args], cwd=REPO,
-                            env={**os.environ, **env}, capture_output=True, text=True, check=True)  # fmt: skip
-    return result.stdout.strip()
 
 
 def serve(stack: ExitStack, workdir: Path, name: str, env: dict[str, str]) -> str:
