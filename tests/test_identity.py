@@ -251,6 +251,21 @@ async def test_internal_tokens_carry_the_same_identity_and_the_calling_service()
     assert "iss" not in claiming.database_claims()
 
 
+async def test_an_internal_token_is_reused_for_half_its_life_and_only_for_its_identity() -> None:
+    now = [1_800_000_000.0]
+    issuer = InternalTokenIssuer("orchestrator", INTERNAL_SECRET, clock=lambda: now[0])
+    user = await verifier().verify(hs256())
+    other = await verifier().verify(hs256(organization_id=str(uuid.uuid4())))
+    first = issuer.mint(user)
+    now[0] += 29
+    assert issuer.mint(user) == first
+    assert issuer.mint(other) != first
+    now[0] += 2  # past half its life: a new one, with a whole life
+    renewed = jwt.decode(issuer.mint(user), options={"verify_signature": False})
+    assert renewed["iat"] == 1_800_000_031
+    assert renewed["exp"] - renewed["iat"] == 60
+
+
 async def test_internal_tokens_are_short_lived_and_need_the_internal_key() -> None:
     user = await verifier().verify(hs256())
     expired = jwt.encode(

@@ -5,6 +5,7 @@ extractors (the deterministic one, and the validation of a model's answer)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +21,9 @@ from valuecanvas.opportunity.extract import (
     rule_findings,
 )
 from valuecanvas.opportunity.schemas import Account
-from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions
+from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions, stored
 from valuecanvas.orchestrator.mapping import MappingError, resolve
+from valuecanvas.orchestrator.progress import from_engine, view
 
 
 def step(id_: str, agent: str = "target", **extra: Any) -> dict[str, Any]:
@@ -71,6 +73,18 @@ def test_waves_run_independent_steps_together_in_the_definitions_order() -> None
         step("v"),
     ]})  # fmt: skip
     assert [[s.id for s in wave] for wave in spec.levels()] == [["z", "v"], ["y", "x"], ["w"]]
+
+
+def test_a_stored_definition_is_parsed_once_per_content() -> None:
+    definition = builtin_definitions()["value-case"].model_dump(mode="json")
+    reordered = dict(reversed(list(definition.items())))
+    spec = stored(definition)
+    assert stored(reordered) is spec
+    assert [[step.id for step in wave] for wave in spec.levels()] == [
+        [step.id for step in wave] for wave in builtin_definitions()["value-case"].levels()
+    ]
+    changed = {**definition, "description": "another"}
+    assert stored(changed) is not spec
 
 
 def test_the_builtin_definitions() -> None:
@@ -128,6 +142,66 @@ def test_expressions_resolve(expression: Any, value: Any) -> None:
 def test_a_missing_value_is_named(expression: Any, named: str) -> None:
     with pytest.raises(MappingError, match=named):
         resolve(expression, DOCUMENTS)
+
+
+CHAIN = [{"id": "a", "agent": "opportunity"},
+         {"id": "b", "agent": "target", "needs": ["a"]},
+         {"id": "c", "agent": "target", "needs": ["a"]},
+         {"id": "d", "agent": "integrity", "needs": ["b", "c"]}]  # fmt: skip
+BEGAN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+def _record(attempts: int, start: str, end: str) -> dict[str, Any]:
+    return {"output": {"x": 1}, "attempts": attempts, "started_at": start, "finished_at": end,
+            "duration_ms": 5, "replayed": False}  # fmt: skip
+
+
+def test_progress_is_the_engines_records_and_the_steps_under_way_are_derived() -> None:
+    infos = [
+        {"function_name": "step:a", "output": _record(1, "t1", "t2"), "error": None},
+        {"function_name": "step:b", "output": _record(2, "t2", "t4"), "error": None},
+        {"function_name": "finish:completed", "output": {"recorded": True}, "error": None},
+    ]
+    records = from_engine(infos)
+    assert set(records) == {"a", "b"}  # the finish and the deliveries are not steps
+    notes = {"c": {"status": "running", "attempts": 2, "error": "target answered 503: busy",
+                   "started_at": "t5"}}  # fmt: skip
+    steps = {s["id"]: s for s in view(CHAIN, notes, records, run_status="running",
+                                      run_started_at=BEGAN)}  # fmt: skip
+    assert steps["a"]["status"] == steps["b"]["status"] == "succeeded"
+    assert steps["b"]["attempts"] == 2
+    # c retries: its failed attempt's note stays, with its own start.
+    assert (steps["c"]["status"], steps["c"]["attempts"], steps["c"]["started_at"]) == (
+        "running", 2, "t5")  # fmt: skip
+    assert steps["c"]["error"] == "target answered 503: busy"
+    assert steps["d"]["status"] == "pending"  # it needs c
+    # Nothing recorded yet: the first wave runs since the run began.
+    (first, *rest) = view(CHAIN, {}, {}, run_status="running", run_started_at=BEGAN)
+    assert (first["status"], first["attempts"], first["started_at"]) == (
+        "running", 1, BEGAN.isoformat())  # fmt: skip
+    assert {step["status"] for step in rest} == {"pending"}
+    # The next wave started when the last step it needs ended.
+    both = from_engine([{"function_name": f"step:{name}", "output": _record(1, "t1", end),
+                         "error": None} for name, end in (("a", "t2"), ("b", "t3"), ("c", "t4"))])  # fmt: skip
+    assert (
+        view(CHAIN, {}, both, run_status="running", run_started_at=BEGAN)[3]["started_at"] == "t4"
+    )
+
+
+def test_a_cancelled_runs_step_under_way_shows_cancelled_and_a_failed_record_its_error() -> None:
+    records = from_engine([
+        {"function_name": "step:a", "output": _record(1, "t1", "t2"), "error": None},
+        {"function_name": "step:b", "output": None, "error": RuntimeError("target refused"),
+         "completed_at_epoch_ms": 1_764_237_600_000},
+    ])  # fmt: skip
+    steps = view(CHAIN, {}, records, run_status="cancelled", run_started_at=BEGAN)
+    assert [step["status"] for step in steps] == ["succeeded", "failed", "cancelled", "pending"]
+    assert steps[1]["error"] == "target refused"
+    assert steps[1]["finished_at"].startswith("2025-11-27T10:00:00")
+    # A finished run's row is its whole progress: no derivation.
+    final = view(CHAIN, {"a": {"status": "succeeded", "attempts": 1}}, {},
+                 run_status="failed", run_started_at=BEGAN)  # fmt: skip
+    assert [step["status"] for step in final] == ["succeeded", "pending", "pending", "pending"]
 
 
 def test_a_webhook_signature_verifies_and_what_was_changed_or_replayed_does_not() -> None:

@@ -115,6 +115,9 @@ def test_a_value_case_through_the_gateway_completes_checked_and_signed(
         "opportunity", "target-conservative", "target-expected", "target-optimistic", "integrity"
     ]  # fmt: skip
     assert all(step["status"] == "succeeded" and step["attempts"] == 1 for step in run["steps"])
+    # The final progress, written with the run's end from the engine's step records.
+    assert all(step["replayed"] is False and step["duration_ms"] is not None
+               and step["started_at"] <= step["finished_at"] for step in run["steps"])  # fmt: skip
 
     case = httpx.get(f"{gateway}/v1/value-cases/{body['value_case_id']}",
                      headers=bearer(MEMBER_A, ORG_A), timeout=10).json()  # fmt: skip
@@ -215,6 +218,29 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
     ledger = asyncio.run(_fetch(database.owner_dsn, "select count(*) as n from public.llm_usage"))
     assert ledger[0]["n"] == len(runs) * 4
 
+    # Runs recorded that the engine never started: one accepted while it was not up
+    # (pending), one whose process died between the commit and the start (running, with
+    # no workflow in the engine). Once the orchestrator is back, it starts both.
+    orchestrator.stop()
+    orphans = [str(row["id"]) for row in asyncio.run(_fetch(database.owner_dsn,
+        """insert into public.workflow_executions
+             (organization_id, workflow_definition_id, status, input, started_by, steps, started_at)
+           select e.organization_id, e.workflow_definition_id, s.status, e.input, e.started_by,
+                  (select jsonb_object_agg(key, '{"status": "pending", "attempts": 0}'::jsonb)
+                     from jsonb_each(e.steps)),
+                  case when s.status = 'running' then now() end
+             from public.workflow_executions e, (values ('pending'), ('running')) s (status)
+            where e.id = $1
+           returning id""", uuid.UUID(runs[0])))]  # fmt: skip
+    orchestrator.start()
+    ended = [wait_for_end(f"{orchestrator.url}/v1/workflows/{run}", bearer(MEMBER_A, ORG_A))
+             for run in orphans]  # fmt: skip
+    assert [run["status"] for run in ended] == ["succeeded", "succeeded"]
+    assert all(step["attempts"] == 1 for run in ended for step in run["steps"])
+    assert sorted(_audit_steps(database.owner_dsn, orphans[0])) == sorted(
+        step["id"] for step in ended[0]["steps"]
+    )
+
 
 def _audit_steps(dsn: str, run: str) -> list[str]:
     rows = asyncio.run(_fetch(dsn,
@@ -307,6 +333,9 @@ def test_faults_an_agent_down_a_cancelled_run_and_bad_definitions(
     time.sleep(2)  # the steps the run would take next, if cancelling had not stopped it
     run = httpx.get(f"{orchestrator}/v1/workflows/{run_id}", headers=member, timeout=10).json()
     assert run["status"] == "cancelled"
+    assert [(step["id"], step["status"]) for step in run["steps"]] == [
+        ("find", "succeeded"), ("case", "cancelled"), ("check", "pending")
+    ]  # fmt: skip
     assert _audit_steps(database.owner_dsn, run_id) == ["find"]
     again = httpx.post(f"{orchestrator}/v1/workflows/{run_id}/cancel", headers=member, timeout=10)
     assert again.status_code == 409

@@ -4,16 +4,17 @@
    every /v1/run with a small JSON body), run one at a time; the run's time from start to
    end (the database's own timestamps) over five, at p50 and p95. That is everything the
    orchestrator does around a step: checkpoints, progress rows, the token, the HTTP call.
-2. Throughput: many five-step runs started together; runs finished per second, from the
-   first start to the last end.
+2. Throughput: many five-step runs started together, through one orchestrator process
+   per core (``--processes``; the API calls alternate between them, as a load balancer
+   would between replicas); runs finished per second, from the first start to the last end.
 3. One value case end to end with the real agents and the offline LLM provider: its
    latency, and each step's share.
 4. The engine's own floor: DBOS alone in this process, five steps that do nothing, on the
    same database (a schema of its own): per step one at a time, and runs per second.
 
-Everything on this machine, on loopback; one orchestrator process.
+Everything on this machine, on loopback.
 
-    python -m tests.benchmarks.orchestrator [--runs 300] [--sequential 50] [--processes 1]
+    python -m tests.benchmarks.orchestrator [--runs 600] [--sequential 50] [--processes N]
 """
 
 from __future__ import annotations
@@ -216,13 +217,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="orchestrator processes sharing the throughput part (one database)",
+        default=os.cpu_count() or 1,
+        help="orchestrator processes sharing the throughput part (one database); "
+        "default: one per core",
     )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

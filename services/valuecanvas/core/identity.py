@@ -22,7 +22,7 @@ from uuid import UUID
 
 import httpx
 import jwt
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 # The same three, as values (written once: from the Literal).
@@ -274,21 +274,35 @@ def _decode(
 
 @dataclass(frozen=True)
 class InternalTokenIssuer:
-    """Mints the short-lived token a service sends when it calls another on a user's behalf."""
+    """Mints the short-lived token a service sends when it calls another on a user's behalf.
+
+    A token is reused for the first half of its life: one signature per identity every
+    ``ttl_seconds / 2``, not one per call (the orchestrator calls an agent at every step),
+    and the receiver always gets one with about half its life left or more."""
 
     service: str
     secret: str
     ttl_seconds: int = 60
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+    _minted: TTLCache[Identity, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cache = TTLCache[Identity, str](maxsize=4096, ttl=self.ttl_seconds / 2, timer=self.clock)
+        object.__setattr__(self, "_minted", cache)
 
     def mint(self, identity: Identity) -> str:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            **identity.database_claims(),
-            "iss": INTERNAL_ISSUER,
-            "aud": INTERNAL_AUDIENCE,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.ttl_seconds,
-            "act": {"sub": self.service},
-        }
-        return jwt.encode(claims, self.secret, algorithm="HS256")
+        token = self._minted.get(identity)
+        if token is None:
+            issued = int(self.clock())
+            claims: dict[str, Any] = {
+                **identity.database_claims(),
+                "iss": INTERNAL_ISSUER,
+                "aud": INTERNAL_AUDIENCE,
+                "iat": issued,
+                "nbf": issued,
+                "exp": issued + self.ttl_seconds,
+                "act": {"sub": self.service},
+            }
+            token = jwt.encode(claims, self.secret, algorithm="HS256")
+            self._minted[identity] = token
+        return token

@@ -7,12 +7,14 @@ refused, each named. The built-in definitions are the YAML files in definitions/
 from __future__ import annotations
 
 import graphlib
-from functools import cache
+import json
+from collections.abc import Mapping
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, model_validator
 from pydantic.config import JsonDict
 
 from valuecanvas.catalogue import catalogue
@@ -49,6 +51,7 @@ class DefinitionSpec(BaseModel):
     result: dict[str, Any] | None = Field(
         default=None, description="mapping expressions; default: every step's output by id"
     )
+    _levels: list[list[StepSpec]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _storable(self) -> DefinitionSpec:
@@ -118,6 +121,11 @@ class DefinitionSpec(BaseModel):
     def levels(self) -> list[list[StepSpec]]:
         """The steps in waves: each wave's steps wait only for earlier waves, and run
         together. Within a wave, the definition's order (the engine's step ids follow it)."""
+        if self._levels is None:
+            self._levels = self._waves()
+        return self._levels
+
+    def _waves(self) -> list[list[StepSpec]]:
         order = {step.id: index for index, step in enumerate(self.steps)}
         by_id = {step.id: step for step in self.steps}
         sorter = graphlib.TopologicalSorter({step.id: step.needs for step in self.steps})
@@ -128,6 +136,20 @@ class DefinitionSpec(BaseModel):
             waves.append([by_id[step] for step in ready])
             sorter.done(*ready)
         return waves
+
+
+def stored(definition: Mapping[str, Any]) -> DefinitionSpec:
+    """A definition already checked when it was stored (the one a run carries), parsed once
+    per process for each content, not at every run: the result is shared, not to be
+    changed."""
+    return _parsed(json.dumps(definition, sort_keys=True, separators=(",", ":")))
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> DefinitionSpec:
+    spec = DefinitionSpec.model_validate_json(text)
+    spec.levels()  # computed once, with the spec
+    return spec
 
 
 @cache

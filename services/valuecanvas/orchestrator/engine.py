@@ -26,8 +26,8 @@ from dbos._error import DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
 
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
-from valuecanvas.orchestrator import repository
-from valuecanvas.orchestrator.definitions import DefinitionSpec, StepSpec
+from valuecanvas.orchestrator import progress, repository
+from valuecanvas.orchestrator.definitions import StepSpec, stored
 from valuecanvas.orchestrator.mapping import MappingError, resolve
 from valuecanvas.orchestrator.runtime import OrchestratorRuntime, current
 from valuecanvas.orchestrator.webhooks import deliver_all
@@ -76,7 +76,10 @@ async def call_agent(
     job: dict[str, Any], step: str, agent: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """One attempt at a step: POST the agent's /v1/run as the run's user, with the step's
-    idempotency key. Records the attempt in the run's progress."""
+    idempotency key. Returns the step's record (progress.py): the agent's output, the
+    attempt, the times, whether the agent replayed it. DBOS checkpoints that record, and it
+    is the step's progress too: nothing else is written when a step succeeds. A failed
+    attempt is written to the run's row, so that people see a step retrying, and why."""
     runtime = current()
     organization, execution = UUID(job["organization_id"]), UUID(job["execution_id"])
     status = DBOS.step_status
@@ -98,7 +101,7 @@ async def call_agent(
         "Idempotency-Key": f"{execution}:{step}",
         "Workflow-Execution-Id": str(execution),
     }
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), _now()
     timeout = aiohttp.ClientTimeout(total=runtime.settings.orchestrator_step_timeout_seconds)
     try:
         async with runtime.agents.post(
@@ -122,20 +125,18 @@ async def call_agent(
             {"status": "failed", "error": error, "finished_at": _now()},
         )  # fmt: skip
         raise StepRejectedError(error)
-    output: dict[str, Any] = json.loads(raw)
-    await repository.step_progress(
-        pool, organization, execution, step,
-        {"status": "succeeded", "error": None, "attempts": attempt, "finished_at": _now(),
-         "duration_ms": duration_ms,
-         "replayed": replayed},
-    )  # fmt: skip
-    return output
+    return {
+        "output": json.loads(raw), "attempts": attempt, "started_at": started_at,
+        "finished_at": _now(), "duration_ms": duration_ms, "replayed": replayed,
+    }  # fmt: skip
 
 
 async def _run_step(job: dict[str, Any], step: StepSpec, body: dict[str, Any]) -> dict[str, Any]:
+    """The step, durably: its record (call_agent's), replayed from the checkpoint if it has
+    one."""
     settings = current().settings
     try:
-        output: dict[str, Any] = await DBOS.run_step_async(
+        record: dict[str, Any] = await DBOS.run_step_async(
             {
                 "name": f"step:{step.id}",
                 "retries_allowed": True,
@@ -163,7 +164,7 @@ async def _run_step(job: dict[str, Any], step: StepSpec, body: dict[str, Any]) -
             else str(last)
         )
         raise StepFailedError(step.id, f"{reason} (after {len(exc.errors)} attempts)") from None
-    return output
+    return record
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)
@@ -171,8 +172,15 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
     """Run ``job["definition"]`` for ``job["input"]``. ``job`` also names the run
     (``execution_id``, the DBOS workflow id too), its organization, its user, the definition's
     name and the value case, if any."""
-    spec = DefinitionSpec.model_validate(job["definition"])
+    spec = stored(job["definition"])
     documents: dict[str, Any] = {"input": job["input"]}
+    records: dict[str, dict[str, Any]] = {}  # the steps that succeeded: their progress
+    organization, execution = UUID(job["organization_id"]), UUID(job["execution_id"])
+    # A run accepted while the engine was not up is marked running now (not a checkpoint:
+    # written again on a replay, to the same effect); others were accepted running. Its
+    # steps' progress is the engine's records from here on (progress.py).
+    if job.get("pending", True):
+        await repository.run_started(current().state.pool, organization, execution)
     try:
         for wave in spec.levels():
             bodies = {}
@@ -181,21 +189,18 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
                     bodies[step.id] = resolve(step.input, documents)
                 except MappingError as exc:
                     raise StepFailedError(step.id, f"its input: {exc}") from None
-            # The wave's steps marked running in one write (not a checkpoint: written again
-            # on a replay, to the same effect). DBOS refuses to start a cancelled run's steps.
-            await repository.steps_started(
-                current().state.pool, UUID(job["organization_id"]), UUID(job["execution_id"]),
-                {step.id: {"status": "running", "agent": step.agent, "attempts": 1,
-                           "started_at": _now()} for step in wave},
-            )  # fmt: skip
+            # DBOS refuses to start a cancelled run's steps.
             outcomes = await asyncio.gather(
                 *(_run_step(job, step, bodies[step.id]) for step in wave), return_exceptions=True
             )
             for step, outcome in zip(wave, outcomes, strict=True):
-                if isinstance(outcome, BaseException):  # the wave's first failure, in order
-                    raise outcome
-                documents[step.id] = outcome
-                documents[f"{step.id}.input"] = bodies[step.id]
+                if not isinstance(outcome, BaseException):
+                    records[step.id] = progress.succeeded(outcome)
+                    documents[step.id] = outcome["output"]
+                    documents[f"{step.id}.input"] = bodies[step.id]
+            failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            if failures:  # the wave's first failure, in the definition's order
+                raise failures[0]
         output = (
             resolve(spec.result, documents)
             if spec.result is not None
@@ -203,25 +208,28 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
         )
     except StepFailedError as failure:
         await _finish(job, "failed", {"failed_step": failure.step, "error": failure.reason},
-                      error=f"step {failure.step}: {failure.reason}", failed_step=failure.step,
-                      step_error=failure.reason)  # fmt: skip
+                      steps=records, error=f"step {failure.step}: {failure.reason}",
+                      failed_step=failure.step, step_error=failure.reason)  # fmt: skip
         return {"status": "failed", "failed_step": failure.step, "error": failure.reason}
     except MappingError as exc:
         await _finish(job, "failed", {"failed_step": None, "error": f"result: {exc}"},
-                      error=f"result: {exc}")  # fmt: skip
+                      steps=records, error=f"result: {exc}")  # fmt: skip
         return {"status": "failed", "error": f"result: {exc}"}
     # The run's verdict: the last integrity check's (none without one).
     checks = [documents[step.id] for step in spec.steps if step.agent == "integrity"]
     verdict = checks[-1].get("verdict") if checks else None
-    await _finish(job, "completed", {"verdict": verdict}, output=output, verdict=verdict)
+    await _finish(
+        job, "completed", {"verdict": verdict}, steps=records, output=output, verdict=verdict
+    )
     return {"status": "succeeded", "verdict": verdict}
 
 
 async def _finish(
     job: dict[str, Any], outcome: str, details: dict[str, Any], **recorded: Any
 ) -> None:
-    """One checkpoint for the run's end (its status, the value case's, the webhooks each
-    event goes to), then the deliveries, each its own durable step."""
+    """One checkpoint for the run's end (its status, its steps' final progress, the value
+    case's, the webhooks each event goes to), then the deliveries, each its own durable
+    step."""
     events = [f"workflow.{outcome}"] + (
         [f"value_case.{outcome}"] if job.get("value_case_id") else []
     )
@@ -237,13 +245,14 @@ async def _finish(
 
 def job_for(
     execution: UUID, organization: UUID, user: UUID, name: str, definition: dict[str, Any],
-    run_input: dict[str, Any], value_case: UUID | None,
+    run_input: dict[str, Any], value_case: UUID | None, *, pending: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """The workflow's input: everything it needs, so that a resumed run needs nothing else."""
+    """The workflow's input: everything it needs, so that a resumed run needs nothing else
+    (``pending``: its row still says so, and the run marks it running)."""
     return {
         "execution_id": str(execution), "organization_id": str(organization), "user_id": str(user),
         "definition_name": name, "definition": definition, "input": run_input,
-        "value_case_id": None if value_case is None else str(value_case),
+        "value_case_id": None if value_case is None else str(value_case), "pending": pending,
     }  # fmt: skip
 
 
@@ -255,7 +264,19 @@ async def launch(job: dict[str, Any]) -> None:
 
 async def resume_unstarted(runtime: OrchestratorRuntime) -> None:
     """Start the runs recorded but never started: those accepted while the engine was not
-    launched yet, or whose process stopped between recording and starting them."""
-    for row in await repository.unstarted(runtime.state.pool):
-        await launch(job_for(row["id"], row["organization_id"], row["started_by"], row["name"],
-                             row["definition"], row["input"], row["value_case_id"]))  # fmt: skip
+    launched yet (pending), or whose process stopped between recording and starting them.
+    The engine resumes the others itself."""
+    rows = await repository.unfinished(runtime.state.pool)
+    for batch in (rows[start : start + 500] for start in range(0, len(rows), 500)):
+        known = {
+            found.workflow_id
+            for found in await DBOS.list_workflows_async(
+                workflow_ids=[str(row["id"]) for row in batch], load_input=False,
+                load_output=False,
+            )
+        }  # fmt: skip
+        for row in batch:
+            if str(row["id"]) not in known:
+                await launch(job_for(row["id"], row["organization_id"], row["started_by"],
+                                     row["name"], row["definition"], row["input"],
+                                     row["value_case_id"], pending=row["status"] == "pending"))  # fmt: skip

@@ -108,15 +108,19 @@ async def create_value_case(
 
 async def create_execution(
     connection: Connection, organization: UUID, definition: UUID, run_input: dict[str, Any],
-    user: UUID, value_case: UUID | None, steps: list[str],
+    user: UUID, value_case: UUID | None, steps: list[str], *, starting: bool,
 ) -> UUID:  # fmt: skip
+    """The run's row: ``running`` when the engine is up and starts it right after the
+    commit (``starting``), else ``pending`` until the engine launches and starts it."""
     progress = {step: {"status": "pending", "attempts": 0} for step in steps}
     execution: UUID = await connection.fetchval(
         """insert into public.workflow_executions
              (organization_id, workflow_definition_id, status, input, started_by, value_case_id,
-              steps)
-           values ($1, $2, 'pending', $3::jsonb, $4, $5, $6::jsonb) returning id""",
-        organization, definition, _json(run_input), user, value_case, _json(progress),
+              steps, started_at)
+           values ($1, $2, case when $7 then 'running' else 'pending' end, $3::jsonb, $4, $5,
+                   $6::jsonb, case when $7 then now() end)
+           returning id""",
+        organization, definition, _json(run_input), user, value_case, _json(progress), starting,
     )  # fmt: skip
     return execution
 
@@ -129,18 +133,12 @@ _EXECUTION = """select e.id, e.status, e.steps, e.output, e.error, e.failed_step
 
 
 async def execution(connection: Connection, execution_id: UUID) -> dict[str, Any] | None:
-    """The run, its steps as a list in the definition's order (jsonb keeps no order)."""
-    found = decoded(
+    """The run: its row's step entries (``steps``, by id) and its definition (``spec``);
+    progress.view makes the steps people see of them."""
+    return decoded(
         await connection.fetchrow(_EXECUTION + " where e.id = $1", execution_id),
         "steps", "output", "spec",
     )  # fmt: skip
-    if found is not None:
-        progress, spec = found.pop("steps"), found.pop("spec")
-        found["steps"] = [
-            {"id": step["id"], "agent": step["agent"], **progress.get(step["id"], {})}
-            for step in spec["steps"]
-        ]
-    return found
 
 
 async def value_case(connection: Connection, case: UUID) -> dict[str, Any] | None:
@@ -176,15 +174,16 @@ async def request_cancel(connection: Connection, execution_id: UUID) -> str | No
 # What the engine records (service_role, the organization in every statement).
 
 
-async def unstarted(pool: Pool) -> list[dict[str, Any]]:
-    """Runs recorded but not started (status pending), oldest first, every organization."""
+async def unfinished(pool: Pool) -> list[dict[str, Any]]:
+    """Runs not ended (pending or running), oldest first, every organization: the engine
+    starts those it has no workflow of."""
     async with engine_transaction(pool) as connection:
         rows = await connection.fetch(
-            """select e.id, e.organization_id, e.started_by, e.input, e.value_case_id, d.name,
-                      d.definition
+            """select e.id, e.status, e.organization_id, e.started_by, e.input, e.value_case_id,
+                      d.name, d.definition
                  from public.workflow_executions e
                  join public.workflow_definitions d on d.id = e.workflow_definition_id
-                where e.status = 'pending' and e.started_by is not null
+                where e.status in ('pending', 'running') and e.started_by is not null
                 order by e.created_at"""
         )
     return [found for row in rows if (found := decoded(row, "input", "definition"))]
@@ -212,42 +211,35 @@ async def step_progress(
     return bool(written)
 
 
-async def steps_started(
-    pool: Pool, organization: UUID, execution_id: UUID, progress: dict[str, dict[str, Any]]
-) -> None:
-    """A wave's steps marked running, and the run with them, in one write (as step_progress,
-    not waiting for the WAL flush). A step that has ended keeps its entry."""
+async def run_started(pool: Pool, organization: UUID, execution_id: UUID) -> None:
+    """The run marked running (as step_progress, not waiting for the WAL flush)."""
     async with engine_transaction(pool) as connection:
         await connection.execute("set local synchronous_commit = off")
         await connection.execute(
-            """update public.workflow_executions e
-                  set steps = e.steps || (
-                        select coalesce(jsonb_object_agg(key, value), '{}'::jsonb)
-                          from jsonb_each($3::jsonb)
-                         where coalesce(e.steps -> key ->> 'status', 'pending')
-                               not in ('succeeded', 'failed')),
-                      status = case when status = 'pending' then 'running' else status end,
-                      started_at = coalesce(started_at, now())
-                where id = $1 and organization_id = $2 and status <> 'cancelled'""",
-            execution_id, organization, _json(progress),
+            """update public.workflow_executions
+                  set status = 'running', started_at = coalesce(started_at, now())
+                where id = $1 and organization_id = $2 and status = 'pending'""",
+            execution_id, organization,
         )  # fmt: skip
 
 
 async def finish(
     pool: Pool, organization: UUID, execution_id: UUID, *, status: str, user: UUID,
-    events: list[str], output: dict[str, Any] | None = None, error: str | None = None,
+    events: list[str], steps: dict[str, dict[str, Any]], output: dict[str, Any] | None = None,
+    error: str | None = None,
     failed_step: str | None = None, step_error: str | None = None, verdict: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Record the run's end (and the failed step's, and the value case's) in one
-    transaction; a run already cancelled stays so. Returns whether this call recorded it,
+    """Record the run's end (the succeeded steps' progress, the failed step's, the value
+    case's) in one transaction; a run already cancelled stays so. Returns whether this call recorded it,
     when, and the webhooks each event goes to (webhook_targets), so that the engine
     checkpoints all of it at once."""
     async with engine_transaction(pool) as connection:
         row = await connection.fetchrow(
             """update public.workflow_executions
                   set status = $3, output = $4::jsonb, error = $5, failed_step = $6,
-                      steps = case when $6::text is null then steps
-                                   else jsonb_set(steps, array[$6::text], coalesce(steps -> $6, '{}'::jsonb)
+                      steps = case when $6::text is null then steps || $8::jsonb
+                                   else jsonb_set(steps || $8::jsonb, array[$6::text],
+                                        coalesce(steps -> $6, '{}'::jsonb)
                                         || jsonb_build_object('status', 'failed', 'error', $7::text,
                                                               'finished_at', now()))
                               end,
@@ -255,7 +247,7 @@ async def finish(
                 where id = $1 and organization_id = $2 and status not in ('succeeded', 'failed', 'cancelled')
                 returning value_case_id, finished_at""",
             execution_id, organization, status, None if output is None else _json(output),
-            None if error is None else error[:10_000], failed_step, step_error,
+            None if error is None else error[:10_000], failed_step, step_error, _json(steps),
         )  # fmt: skip
         if row is None:
             return {"recorded": False, "finished_at": None, "targets": {}}

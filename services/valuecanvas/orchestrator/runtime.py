@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -72,7 +71,13 @@ def engine_config(settings: OrchestratorSettings) -> DBOSConfig:
         "db_engine_kwargs": {
             "connect_args": {"options": f"-c role={settings.orchestrator_database_role}"},
             "pool_size": settings.orchestrator_engine_pool_size,
+            # No "select 1" before each checkout (a round trip per checkpoint): a
+            # connection the server dropped fails its statement, and DBOS retries that
+            # on a new one. Connections are renewed every five minutes anyway.
+            "pool_pre_ping": False,
+            "pool_recycle": 300,
         },
+        "max_executor_threads": settings.orchestrator_engine_threads,
         # Workflows recover only on the version that started them: the package's version,
         # not DBOS's hash of the source, so a restart of the same release resumes them.
         "application_version": version("valuecanvas"),
@@ -103,11 +108,6 @@ async def launch_engine(runtime: OrchestratorRuntime) -> None:
     while it does not). Launch runs on this loop's thread, so that the engine runs
     workflows, resumed ones included, on this loop, beside the API."""
     settings = runtime.settings
-    # The engine's database calls run in the loop's default executor (asyncio.to_thread),
-    # which is min(32, cores + 4) threads: six here, too few for parallel steps.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(settings.orchestrator_engine_pool_size, thread_name_prefix="engine")
-    )
     wait = 0.5
     while True:
         try:

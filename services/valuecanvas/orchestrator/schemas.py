@@ -78,7 +78,9 @@ class Started(BaseModel):
 class StepProgress(BaseModel):
     id: str
     agent: str
-    status: Literal["pending", "running", "succeeded", "failed"]
+    status: Literal["pending", "running", "succeeded", "failed", "cancelled"] = Field(
+        description="cancelled: it was under way when the run was cancelled"
+    )
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None

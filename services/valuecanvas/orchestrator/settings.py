@@ -33,6 +33,9 @@ class OrchestratorSettings(ServiceSettings):
         default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]{1,100}$"
     )
     orchestrator_engine_pool_size: int = Field(default=20, ge=2, le=200)
+    # The threads the engine's database calls run in. Few: they hold the GIL in turns, and
+    # more of them spend the process's one core handing it over (docs/benchmarks.md).
+    orchestrator_engine_threads: int = Field(default=4, ge=1, le=64)
     # Webhook deliveries: attempts (each recorded), the wait before the second (doubling),
     # one attempt's time, and an extra CA bundle to trust (a private CA; the tests' own).
     orchestrator_webhook_attempts: int = Field(default=5, ge=1, le=20)

@@ -19,8 +19,8 @@ from valuecanvas.core.db import Connection, caller_transaction
 from valuecanvas.core.errors import ProblemError, error_doc
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.state import get_state
-from valuecanvas.orchestrator import repository
-from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions
+from valuecanvas.orchestrator import progress, repository
+from valuecanvas.orchestrator.definitions import builtin_definitions, stored
 from valuecanvas.orchestrator.engine import job_for, launch
 from valuecanvas.orchestrator.runtime import runtime_of
 from valuecanvas.orchestrator.schemas import Started, Workflow, WorkflowCreate
@@ -48,6 +48,9 @@ async def start_run(
     the organization's own of that name, else the built-in one."""
     state = get_state(request)
     assert caller.user_id is not None
+    # Started right after the commit when the engine is up (the row says running from the
+    # start); else pending, and resume_unstarted starts it once the engine launches.
+    starting = runtime_of(request).engine_ready.is_set()
     try:
         async with caller_transaction(state.pool, caller, metrics=state.metrics) as connection:
             organization = await writer_in(connection, caller)
@@ -68,18 +71,19 @@ async def start_run(
             else:
                 raise ProblemError(404, "unknown_definition", f"no workflow definition {name!r}",
                                    param="definition")  # fmt: skip
-            spec = DefinitionSpec.model_validate(definition)
+            spec = stored(definition)
             execution = await repository.create_execution(
                 connection, organization, definition_id, run_input, caller.user_id, case,
-                [step.id for step in spec.steps],
+                [step.id for step in spec.steps], starting=starting,
             )  # fmt: skip
     except asyncpg.InsufficientPrivilegeError:
         raise ProblemError(403, "forbidden", "your role cannot start runs") from None
-    # Checked after the commit: until the engine is launched, resume_unstarted (which runs
-    # once it is) finds the run instead.
-    if runtime_of(request).engine_ready.is_set():
+    # Checked again after the commit: a run recorded pending while the engine launched is
+    # started here or by resume_unstarted (which runs once it has), whichever sees it first
+    # (its id is the workflow's: starting it twice runs it once).
+    if starting or runtime_of(request).engine_ready.is_set():
         await launch(job_for(execution, organization, caller.user_id, name, definition,
-                             run_input, case))  # fmt: skip
+                             run_input, case, pending=not starting))  # fmt: skip
     return execution, case
 
 
@@ -118,8 +122,17 @@ async def read_one(
 
 
 async def _read(request: Request, caller: Identity, workflow_id: UUID) -> dict[str, Any]:
-    return await read_one(request, caller, repository.execution, workflow_id,
-                          "unknown_workflow", "workflow")  # fmt: skip
+    """The run as the caller may see it, its steps from its row and, while it goes on, the
+    engine's records (progress.py)."""
+    found = await read_one(request, caller, repository.execution, workflow_id,
+                           "unknown_workflow", "workflow")  # fmt: skip
+    notes, spec = found.pop("steps"), found.pop("spec")
+    records = {}
+    if progress.is_live(found["status"]) and runtime_of(request).engine_ready.is_set():
+        records = await progress.engine_records(str(workflow_id))
+    found["steps"] = progress.view(spec["steps"], notes, records, run_status=found["status"],
+                                   run_started_at=found["started_at"])  # fmt: skip
+    return found
 
 
 @router.get(
@@ -209,7 +222,7 @@ async def workflow_events(request: Request, caller: Caller, workflow_id: UUID) -
                 latest = await _read(request, caller, workflow_id)
             except ProblemError:  # deleted meanwhile (or the caller's access ended)
                 return
-            if latest["updated_at"] != run["updated_at"]:
+            if latest != run:  # the row, or a step's record in the engine
                 run = latest
                 yield event("progress", run)
         yield event("end", run)
