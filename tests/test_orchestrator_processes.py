@@ -108,6 +108,7 @@ def test_a_value_case_through_the_gateway_completes_checked_and_signed(
 
     assert started.status_code == 202, started.text
     body = started.json()
+    assert body["status"] == "running"  # the engine is up: started at once
     assert started.headers["Location"] == f"/v1/workflows/{body['workflow_id']}"
     run = wait_for_end(f"{gateway}{started.headers['Location']}", bearer(MEMBER_A, ORG_A))
     assert run["status"] == "succeeded", run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -40,10 +41,17 @@ async def writer_in(connection: Connection, caller: Identity) -> UUID:
     return organization
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    execution: UUID
+    case: UUID | None
+    status: str  # as recorded: running, or pending until the engine launches
+
+
 async def start_run(
     request: Request, caller: Identity, name: str, run_input: dict[str, Any], *,
     value_case: dict[str, Any] | None = None,
-) -> tuple[UUID, UUID | None]:  # fmt: skip
+) -> StartedRun:  # fmt: skip
     """Record the run (and its value case) as the caller, then start it. A definition is
     the organization's own of that name, else the built-in one."""
     state = get_state(request)
@@ -84,12 +92,13 @@ async def start_run(
     if starting or runtime_of(request).engine_ready.is_set():
         await launch(job_for(execution, organization, caller.user_id, name, definition,
                              run_input, case, pending=not starting))  # fmt: skip
-    return execution, case
+    return StartedRun(execution, case, "running" if starting else "pending")
 
 
-def accepted(response: Response, execution: UUID, case: UUID | None) -> dict[str, Any]:
-    response.headers["Location"] = f"/v1/workflows/{execution}"
-    return {"workflow_id": execution, "value_case_id": case, "status": "pending"}
+def accepted(response: Response, started: StartedRun) -> dict[str, Any]:
+    response.headers["Location"] = f"/v1/workflows/{started.execution}"
+    return {"workflow_id": started.execution, "value_case_id": started.case,
+            "status": started.status}  # fmt: skip
 
 
 @router.post(
@@ -104,8 +113,7 @@ async def start_workflow(
     """Run a definition (built-in, or your organization's own) on an input. Each step's
     input is made from it as the definition says; a step that cannot use it fails the run,
     named."""
-    execution, _ = await start_run(request, caller, body.definition, body.input)
-    return accepted(response, execution, None)
+    return accepted(response, await start_run(request, caller, body.definition, body.input))
 
 
 async def read_one(

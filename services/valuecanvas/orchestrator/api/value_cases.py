@@ -32,11 +32,11 @@ async def create_value_case(
     three scenarios, then the check of its numbers, narrative and citations. Follow it at
     ``Location``."""
     run_input = body.model_dump(mode="json")
-    execution, case = await start_run(
+    started = await start_run(
         request, caller, "value-case", run_input,
         value_case={"name": body.name, "account_name": body.account.name},
     )  # fmt: skip
-    return accepted(response, execution, case)
+    return accepted(response, started)
 
 
 async def _case(request: Request, caller: Identity, case_id: UUID) -> dict[str, Any]:
@@ -98,5 +98,4 @@ async def review_value_case(
             "sources": [case_input["discovery_notes"]],
         },
     }
-    execution, _ = await start_run(request, caller, "realization-review", run_input)
-    return accepted(response, execution, None)
+    return accepted(response, await start_run(request, caller, "realization-review", run_input))
