@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from dbos import DBOS
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -25,6 +26,8 @@ from valuecanvas.core.identity import Identity, InternalTokenIssuer
 from valuecanvas.core.settings import ServiceSettings
 from valuecanvas.core.state import get_state
 from valuecanvas.localdev.postgres import TemporaryPostgres
+from valuecanvas.orchestrator.runtime import engine_config
+from valuecanvas.orchestrator.settings import OrchestratorSettings
 from valuecanvas.registry import SERVICES
 
 INTERNAL_SECRET = "internal-secret-for-the-service-tests-0123456789"
@@ -126,6 +129,48 @@ def test_the_orchestrator_serves_before_its_engine_can_launch_and_says_why() -> 
             ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r,
                                what="the engine launched", timeout=60)  # fmt: skip
             assert ready.json()["checks"] == {"database": "ok", "engine": "ok"}
+
+
+@DBOS.workflow(name="tests.engine.restart")
+async def _one_step_workflow(value: int) -> int:
+    async def double(number: int) -> int:
+        return number * 2
+
+    return int(await DBOS.run_step_async({"name": "double"}, double, value))
+
+
+def test_the_engine_outlives_a_database_restart_without_pinging_each_checkout() -> None:
+    """The engine's pool does not ping before each checkout (runtime.engine_config): after
+    Postgres restarts, its pooled connections are dead, and a checkpoint on one must be
+    retried on a new connection, not fail the run."""
+    with TemporaryPostgres() as own_postgres:
+
+        async def engine_part() -> None:
+            owner = await asyncpg.connect(own_postgres.dsn())
+            try:
+                await owner.execute("create role orchestrator nologin noinherit; "
+                                    "create schema dbos authorization orchestrator")  # fmt: skip
+            finally:
+                await owner.close()
+
+        async def run(value: int) -> int:
+            handle = await DBOS.start_workflow_async(_one_step_workflow, value)
+            return int(await handle.get_result())
+
+        asyncio.run(engine_part())
+        settings = settings_for("orchestrator", own_postgres.dsn())
+        assert isinstance(settings, OrchestratorSettings)
+        config = engine_config(settings)
+        assert config["db_engine_kwargs"]["pool_pre_ping"] is False
+        DBOS(config=config)
+        DBOS.launch()
+        try:
+            assert asyncio.run(run(1)) == 2
+            own_postgres.stop()
+            own_postgres.restart()
+            assert asyncio.run(run(2)) == 4
+        finally:
+            DBOS.destroy(destroy_registry=False)
 
 
 def test_readiness_follows_redis_when_configured(
