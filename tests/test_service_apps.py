@@ -102,6 +102,16 @@ def test_readiness_follows_the_database_while_liveness_stays_up(migrated_templat
             assert client.get("/readyz").status_code == 200
 
 
+async def _create_the_engines_role_and_schema(dsn: str) -> None:
+    """The part of migration 0011 the workflow engine needs: its role and schema."""
+    owner = await asyncpg.connect(dsn)
+    try:
+        await owner.execute("create role orchestrator nologin noinherit; "
+                            "create schema dbos authorization orchestrator")  # fmt: skip
+    finally:
+        await owner.close()
+
+
 def test_the_orchestrator_serves_before_its_engine_can_launch_and_says_why() -> None:
     """Until its role and schema exist (the migrations make them), the workflow engine does
     not launch: the service is alive, not ready, and names the reason; then it launches."""
@@ -117,15 +127,7 @@ def test_the_orchestrator_serves_before_its_engine_can_launch_and_says_why() -> 
             assert 'role "orchestrator" does not exist' in not_yet.json()["checks"]["engine"]
             assert client.get("/healthz").status_code == 200
 
-            async def migrate_the_engine_part() -> None:
-                owner = await asyncpg.connect(own_postgres.dsn())
-                try:
-                    await owner.execute("create role orchestrator nologin noinherit; "
-                                        "create schema dbos authorization orchestrator")  # fmt: skip
-                finally:
-                    await owner.close()
-
-            asyncio.run(migrate_the_engine_part())
+            asyncio.run(_create_the_engines_role_and_schema(own_postgres.dsn()))
             ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r,
                                what="the engine launched", timeout=60)  # fmt: skip
             assert ready.json()["checks"] == {"database": "ok", "engine": "ok"}
@@ -145,19 +147,11 @@ def test_the_engine_outlives_a_database_restart_without_pinging_each_checkout() 
     retried on a new connection, not fail the run."""
     with TemporaryPostgres() as own_postgres:
 
-        async def engine_part() -> None:
-            owner = await asyncpg.connect(own_postgres.dsn())
-            try:
-                await owner.execute("create role orchestrator nologin noinherit; "
-                                    "create schema dbos authorization orchestrator")  # fmt: skip
-            finally:
-                await owner.close()
-
         async def run(value: int) -> int:
             handle = await DBOS.start_workflow_async(_one_step_workflow, value)
             return int(await handle.get_result())
 
-        asyncio.run(engine_part())
+        asyncio.run(_create_the_engines_role_and_schema(own_postgres.dsn()))
         settings = settings_for("orchestrator", own_postgres.dsn())
         assert isinstance(settings, OrchestratorSettings)
         config = engine_config(settings)
