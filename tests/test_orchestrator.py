@@ -23,7 +23,7 @@ from valuecanvas.opportunity.extract import (
 from valuecanvas.opportunity.schemas import Account
 from valuecanvas.orchestrator.definitions import DefinitionSpec, builtin_definitions, stored
 from valuecanvas.orchestrator.mapping import MappingError, resolve
-from valuecanvas.orchestrator.progress import from_engine, view
+from valuecanvas.orchestrator.progress import as_record, from_engine, view
 
 
 def step(id_: str, agent: str = "target", **extra: Any) -> dict[str, Any]:
@@ -186,6 +186,16 @@ def test_progress_is_the_engines_records_and_the_steps_under_way_are_derived() -
     assert (
         view(CHAIN, {}, both, run_status="running", run_started_at=BEGAN)[3]["started_at"] == "t4"
     )
+
+
+def test_a_step_checkpointed_before_records_existed_replays_as_its_output() -> None:
+    """A run in flight across the deploy that introduced step records resumes: its earlier
+    checkpoints hold the agent's output itself."""
+    legacy = {"opportunities": [], "benefits": [], "extractor": "rules"}
+    assert as_record(legacy)["output"] == legacy
+    assert as_record(_record(2, "t1", "t2"))["attempts"] == 2
+    (entry,) = from_engine([{"function_name": "step:a", "output": legacy, "error": None}]).values()
+    assert (entry["status"], entry["attempts"], entry["duration_ms"]) == ("succeeded", 1, None)
 
 
 def test_a_cancelled_runs_step_under_way_shows_cancelled_and_a_failed_record_its_error() -> None:

@@ -198,8 +198,9 @@ async def run_workflow(job: dict[str, Any]) -> dict[str, Any]:
             )
             for step, outcome in zip(wave, outcomes, strict=True):
                 if not isinstance(outcome, BaseException):
-                    records[step.id] = progress.succeeded(outcome)
-                    documents[step.id] = outcome["output"]
+                    record = progress.as_record(outcome)
+                    records[step.id] = progress.succeeded(record)
+                    documents[step.id] = record["output"]
                     documents[f"{step.id}.input"] = bodies[step.id]
             failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
             if failures:  # the wave's first failure, in the definition's order

@@ -25,6 +25,21 @@ RECORD_PREFIX = "step:"
 _LIVE = ("running", "cancelled")  # a run whose steps' records are read from the engine
 
 
+RECORD_KEYS = frozenset(
+    {"output", "attempts", "started_at", "finished_at", "duration_ms", "replayed"}
+)
+
+
+def as_record(checkpointed: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A step's checkpointed value as a record. Runs checkpointed before records existed
+    (their steps returned the agent's output itself) are resumed by the release after it:
+    such a value is the output, of one attempt, its times unknown."""
+    if checkpointed.keys() >= RECORD_KEYS:
+        return checkpointed
+    return {"output": checkpointed, "attempts": 1, "started_at": None, "finished_at": None,
+            "duration_ms": None, "replayed": None}  # fmt: skip
+
+
 def succeeded(record: Mapping[str, Any]) -> dict[str, Any]:
     """A step's progress from its record (the step's checkpointed return value)."""
     return {
@@ -47,8 +62,8 @@ def from_engine(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
         if not name.startswith(RECORD_PREFIX):
             continue  # the run's finish, its webhook deliveries
         output = info.get("output")
-        if info.get("error") is None and isinstance(output, Mapping) and "output" in output:
-            found[name.removeprefix(RECORD_PREFIX)] = succeeded(output)
+        if info.get("error") is None and isinstance(output, Mapping):
+            found[name.removeprefix(RECORD_PREFIX)] = succeeded(as_record(output))
         elif info.get("error") is not None:
             found[name.removeprefix(RECORD_PREFIX)] = {
                 "status": "failed", "error": str(info["error"])[:1000],
