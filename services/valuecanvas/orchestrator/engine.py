@@ -26,7 +26,6 @@ from dbos._error import DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
 
 from valuecanvas.core.identity import Identity
 from valuecanvas.core.logging import get_logger
-from valuecanvas.core.requestid import REQUEST_ID_HEADER, current_request_id
 from valuecanvas.orchestrator import progress, repository
 from valuecanvas.orchestrator.definitions import StepSpec, stored
 from valuecanvas.orchestrator.mapping import MappingError, resolve
@@ -102,8 +101,6 @@ async def call_agent(
         "Idempotency-Key": f"{execution}:{step}",
         "Workflow-Execution-Id": str(execution),
     }
-    if request_id := current_request_id():  # the request that started the run, if this is it
-        headers[REQUEST_ID_HEADER] = request_id
     started, started_at = time.perf_counter(), _now()
     timeout = aiohttp.ClientTimeout(total=runtime.settings.orchestrator_step_timeout_seconds)
     try:

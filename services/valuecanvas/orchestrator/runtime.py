@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from valuecanvas.core.db import check_database
 from valuecanvas.core.logging import get_logger
-from valuecanvas.core.requestid import create_http_client
+from valuecanvas.core.requestid import create_http_client, request_id_trace_config
 from valuecanvas.core.state import AppState
 from valuecanvas.orchestrator.settings import OrchestratorSettings
 
@@ -37,9 +37,8 @@ class OrchestratorRuntime:
     state: AppState
     settings: OrchestratorSettings
     webhooks: httpx.AsyncClient
-    # The agents' client: aiohttp, several times httpx's throughput here (docs/benchmarks.md).
-    # No trace config: with one, aiohttp builds an object for every trace signal of every
-    # request; engine.call_agent sets the request id header itself.
+    # The agents' client: aiohttp, several times httpx's throughput here (docs/benchmarks.md),
+    # with the request id passed on as every service's client does.
     agents: aiohttp.ClientSession
     engine_ready: asyncio.Event = field(default_factory=asyncio.Event)
     engine_error: str = "starting"
@@ -142,7 +141,7 @@ async def lifespan_extension(state: AppState) -> AsyncIterator[Mapping[str, obje
     webhooks = webhook_client(settings)
     agents = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30),
-        trust_env=False,
+        trust_env=False, trace_configs=[request_id_trace_config()],
     )  # fmt: skip
     runtime = OrchestratorRuntime(state=state, settings=settings, webhooks=webhooks, agents=agents)
     _current = runtime
