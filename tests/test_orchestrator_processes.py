@@ -6,7 +6,8 @@ llm-proxy with its offline provider, the gateway) on one real database.
   signed delivery.
 - Crash loop: 20 runs, the orchestrator killed (SIGKILL) at random moments and restarted;
   every run completes, each (run, step) has exactly one agent execution, and the LLM was
-  asked at most once per step.
+  asked at most once per step. Its calls to the agents go through a slowed link, so that
+  every kill lands inside a run, in the wave it aims at, however fast the machine.
 - Faults: an agent down (retried, then the run fails naming the step), cancellation (no
   further step runs), a bad definition refused at creation.
 """
@@ -29,9 +30,11 @@ import pytest
 
 from tests.support.rows import add_member, add_organization
 from tests.support.servers import Database, RedisServer
+from tests.support.slowlink import SlowLink
 from tests.support.tokens import bearer
 from tests.support.waiting import wait_until
 from tests.support.workflows import (
+    AGENTS,
     CASE,
     EXPECTED,
     INTERNAL_SECRET,
@@ -181,25 +184,43 @@ def _start_cases(orchestrator: str, count: int) -> list[str]:
     return runs
 
 
+# Each call from the orchestrator to an agent is held this long: a value case (three waves:
+# opportunity, the three targets, integrity) lasts more than three times it.
+LINK_DELAY = 0.25
+
+
+@pytest.fixture
+def slow_link(services: WorkflowServices) -> Iterator[SlowLink]:
+    link = SlowLink({agent: services.url(agent) for agent in AGENTS}, LINK_DELAY).start()
+    urls = {name: services.url(name) for name in services.ports}
+    services.extra["orchestrator"] = {
+        "service_urls": json.dumps(urls | {agent: link.url(agent) for agent in AGENTS})
+    }
+    yield link
+    link.stop()
+
+
 def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
-    database: Database, services: WorkflowServices
+    database: Database, services: WorkflowServices, slow_link: SlowLink
 ) -> None:
     asyncio.run(_seed(database.owner_dsn))
     services.start()
     orchestrator = services.process("orchestrator")
     chance = random.Random(20261127)
     runs: list[str] = []
-    interrupted = 0
-    for _ in range(5):  # five batches of four runs; after each, a kill at a random moment
+    interrupted = []
+    for batch in range(5):  # five batches of four runs; after each, a kill at a random moment
         runs += _start_cases(orchestrator.url, 4)
-        time.sleep(chance.uniform(0.05, 0.8))
+        # A random moment in the wave this kill aims at (opportunity, the targets, integrity
+        # in turn), counted from the batch's last run's start: that run has not ended.
+        time.sleep(LINK_DELAY * (batch % 3) + chance.uniform(0.05, LINK_DELAY - 0.1))
         orchestrator.kill()
         unfinished = asyncio.run(_fetch(database.owner_dsn,
             "select count(*) as n from public.workflow_executions where status in ('pending', 'running')"))  # fmt: skip
-        interrupted += unfinished[0]["n"]
+        interrupted.append(unfinished[0]["n"])
         orchestrator.start()
-    assert interrupted > 0  # the kills did interrupt runs
-    print(f"runs unfinished at the kills: {interrupted}")
+    assert all(interrupted), interrupted  # every kill interrupted runs
+    print(f"runs unfinished at each kill: {interrupted}")
 
     finished = [
         wait_for_end(f"{orchestrator.url}/v1/workflows/{run}", bearer(MEMBER_A, ORG_A), timeout=180)
@@ -207,6 +228,9 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
     ]  # fmt: skip
 
     assert [run["status"] for run in finished] == ["succeeded"] * len(runs)
+    # A step whose request was on its way when its caller died: the agent ran it, and the
+    # restarted orchestrator, asking again, got the stored result.
+    assert any(step["replayed"] for run in finished for step in run["steps"])
     rows = asyncio.run(_fetch(database.owner_dsn,
         """select workflow_execution_id, idempotency_key, count(*) as n
              from public.agent_audit_log group by 1, 2"""))  # fmt: skip

@@ -14,19 +14,16 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.waiting import wait_until
-from valuecanvas.localdev.postgres import free_port
+from tests.support.threaded import ThreadedApp
 
 
 class EchoUpstream:
     def __init__(self) -> None:
-        self.port = free_port()
         self.release = threading.Event()
         self.flaky = 0
         self.calls = 0
@@ -43,24 +40,20 @@ class EchoUpstream:
                 ),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                access_log=False, lifespan="off")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = ThreadedApp(app, what="the echo upstream")
+        self.port = self.server.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.url
 
     def start(self) -> EchoUpstream:
-        self.thread.start()
-        wait_until(lambda: self.server.started, what="the echo upstream", timeout=10, interval=0.02)
+        self.server.start()
         return self
 
     def stop(self) -> None:
         self.release.set()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
     async def _echo(self, request: Request) -> Response:
         with self.lock:

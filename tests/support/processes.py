@@ -34,13 +34,19 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServiceProcess:
+        return self.spawn().wait_healthy()
+
+    def spawn(self) -> ServiceProcess:
+        """Start the process without waiting for it (``wait_healthy``): several start at once."""
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "valuecanvas.cli", "serve", self.name,
                  "--env-file", str(self.env_file), "--port", str(self.port)],
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
+        return self
 
+    def wait_healthy(self) -> ServiceProcess:
         def healthy() -> bool:
             assert self.process is not None
             assert self.process.poll() is None, self.log.read_text()[-3000:]  # it died: stop

@@ -30,8 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.waiting import wait_until
-from valuecanvas.localdev.postgres import free_port
+from tests.support.threaded import ThreadedApp
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 11, 7
 WORDS = ["Value", " is", " what", " the", " customer", " gets", "."]
@@ -147,25 +146,19 @@ class FakeUpstream:
     """Runs the upstream in a background thread; ``url(provider)`` is a provider's base URL."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
         self.state = UpstreamState()
-        config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=self.port, log_level="error",
-                                access_log=False, lifespan="off")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = ThreadedApp(build_app(self.state), what="the fake upstream", port=port)
+        self.port = self.server.port
 
     def url(self, provider: str) -> str:
         return f"http://127.0.0.1:{self.port}/{provider}/v1"
 
     def start(self) -> FakeUpstream:
-        self.thread.start()
-        wait_until(lambda: self.server.started, what="the fake upstream starting", timeout=10,
-                   interval=0.02)  # fmt: skip
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
     def script(self, provider: str, *behaviours: dict[str, Any]) -> None:
         self.state.scripts[provider] = list(behaviours)

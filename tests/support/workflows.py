@@ -159,8 +159,11 @@ class WorkflowServices:
         return self.processes[name]
 
     def start(self) -> WorkflowServices:
+        """Start them all at once, then wait for each to answer."""
         for name in self.ports:
-            self.process(name).start()
+            self.process(name).spawn()
+        for name in self.ports:
+            self.process(name).wait_healthy()
         return self
 
     def stop(self) -> None:
