@@ -97,7 +97,7 @@ def test_the_ansible_roles_read_the_catalogue(tmp_path: Path) -> None:
     assert seen["logs"] == [entry.name for entry in entries]
     assert seen["iam"] == {
         **{entry.name: entry.secrets for entry in entries},
-        "migrations": ["database"],
+        "migrations": ["database", "database-app"],
     }
     assert int(seen["edge"]) == catalogue()["api-gateway"].port
 

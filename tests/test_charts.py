@@ -10,6 +10,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.support.paths import REPO
 from tests.support.rehearsals import make
 from valuecanvas import gitops
 from valuecanvas.catalogue import catalogue
+from valuecanvas.cli import DatabaseCommandSettings
 from valuecanvas.registry import SERVICES
 
 
@@ -422,9 +424,15 @@ def test_secrets_come_only_from_secrets_manager_and_each_service_reads_only_its_
                  for variable in secret["spec"]["target"]["template"]["data"]
                  if variable in ("TOGETHER_API_KEY", "OPENAI_API_KEY")}  # fmt: skip
     assert providers == {"llm-proxy"}
+    # The master user's secret is the migrations Job's alone; the services log in as the
+    # role it makes (database-app).
+    assert not [name for name, entry in catalogue().items() if "database" in entry.secrets]
     assert [item["remoteRef"]["key"] for item in external["migrations"]["spec"]["data"]] == [
-        f"{prefix}database"
-    ] * 2
+        f"{prefix}database", f"{prefix}database", f"{prefix}database-app", f"{prefix}database-app"
+    ]  # fmt: skip
+    assert set(external["migrations"]["spec"]["target"]["template"]["data"]) == {
+        "MIGRATION_DATABASE_URL", "DATABASE_URL"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -437,20 +445,29 @@ def test_each_service_accepts_the_settings_the_cluster_gives_it(
     external = of_kind(folder, "ExternalSecret")
     for name in catalogue():
         environment = dict(of_kind(folder, "ConfigMap")[name]["data"])
-        for variable, template in external[name]["spec"]["target"]["template"]["data"].items():
-            environment[variable] = (template.replace("{{ .database_username | urlquery }}", "admin")
-                                     .replace("{{ .database_password | urlquery }}", "p4ssw0rdGenerated48")
-                                     .replace("{{ .redis_auth_token | urlquery }}", "t0kenGenerated48"))  # fmt: skip
-            if environment[variable].startswith("{{"):
-                environment[variable] = (
-                    f"generated-{variable.lower()}-Xk29fQ7mLp3vZ8sW1nB6cR4tY0uH5jE2"
-                )
+        environment |= _with_stand_in_secrets(external[name])
         # Read from the environment, as in the pod (JSON values parsed as there).
         with patch.dict(os.environ, environment, clear=True):
             loaded = SERVICES[name].settings_class()(_env_file=None)
         assert loaded.environment.value == env, name
         assert loaded.host == "0.0.0.0", name  # noqa: S104 - in a pod, every interface is the pod's
         assert loaded.port == catalogue()[name].port
+
+
+def _with_stand_in_secrets(external_secret: dict[str, Any]) -> dict[str, str]:
+    """The ExternalSecret's variables, each secret property replaced by a stand-in value."""
+    stand_ins = {
+        "database_username": "valuecanvas_admin",
+        "app_database_username": "valuecanvas_app",
+    }
+    variables = {}
+    for variable, template in external_secret["spec"]["target"]["template"]["data"].items():
+        value = re.sub(r"\{\{ \.(\w+) \| urlquery \}\}",
+                       lambda match: stand_ins.get(match[1], f"{match[1]}Generated48x"), template)  # fmt: skip
+        if value.startswith("{{"):
+            value = f"generated-{variable.lower()}-Xk29fQ7mLp3vZ8sW1nB6cR4tY0uH5jE2"
+        variables[variable] = value
+    return variables
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -466,7 +483,16 @@ def test_the_migration_job_is_a_presync_hook_after_its_account_and_secret(
     job = of_kind(rendered[env], "Job")["migrations"]
 
     assert hooks == {"ServiceAccount": -3, "SecretStore": -2, "ExternalSecret": -1, "Job": 0}
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate", "--login-role"]
+    # What the Job's secret gives it: the master user to migrate as, and another user,
+    # the services' login role, to make.
+    environment = _with_stand_in_secrets(of_kind(rendered[env], "ExternalSecret")["migrations"])
+    with patch.dict(os.environ, environment, clear=True):
+        settings = DatabaseCommandSettings(_env_file=None)
+    assert settings.migration_database_url is not None
+    assert settings.database_url is not None
+    assert settings.migration_database_url.hosts()[0]["username"] == "valuecanvas_admin"
+    assert settings.database_url.hosts()[0]["username"] == "valuecanvas_app"
     assert job["spec"]["activeDeadlineSeconds"] > 0
     assert job["spec"]["backoffLimit"] <= 2
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "migrations"

@@ -2,6 +2,7 @@
 
     valuecanvas serve NAME        run one of the eight services
     valuecanvas migrate           apply pending migrations (make up runs it; in Kubernetes, a PreSync Job)
+                                  --login-role: then make DATABASE_URL's user the services' login role
     valuecanvas doctor            check the database the platform uses
     valuecanvas gen-types         regenerate the typed models from the migrated schema
     valuecanvas token             mint a user token signed with JWT_SECRET (local testing)
@@ -128,6 +129,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
     settings = _load(DatabaseCommandSettings, args.env_file, "migrate")
     directory = args.dir or settings.migrations_dir
+    if args.login_role and (
+        settings.migration_database_url is None or settings.database_url is None
+    ):
+        print("migrate: --login-role needs MIGRATION_DATABASE_URL (the role that migrates) and "
+              "DATABASE_URL (the services' login role)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         asyncio.run(migrate(settings.dsn(), directory))
     except MigrationError as exc:
@@ -136,6 +143,26 @@ def _migrate(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"migrate: cannot reach the database: {exc}", file=sys.stderr)
         return 1
+    if args.login_role:
+        return _login_role(settings.dsn(), str(settings.database_url))
+    return 0
+
+
+def _login_role(owner_dsn: str, login_dsn: str) -> int:
+    import psycopg
+
+    from valuecanvas.db.login_role import MEMBER_OF, LoginRoleError, ensure_login_role
+
+    try:
+        role = ensure_login_role(owner_dsn, login_dsn)
+    except LoginRoleError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:  # its message names no password: libpq's, or the server's
+        print(f"migrate: the login role could not be made: {exc}", file=sys.stderr)
+        return 1
+    print(f"login role {role.name}: {'created' if role.created else 'checked, password set'}; "
+          f"member of {', '.join(MEMBER_OF)}")  # fmt: skip
     return 0
 
 
@@ -334,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub = command(name, help_text)
         sub.add_argument("--dir", type=Path, help="the migrations folder (default: migrations)")
         sub.set_defaults(handler=handler)
+        if name == "migrate":
+            sub.add_argument(
+                "--login-role", action="store_true",
+                help="then make DATABASE_URL's user the services' login role (created if missing, "
+                "its password set, NOINHERIT, a member of the API roles)",
+            )  # fmt: skip
 
     gen = command("gen-types", "regenerate the typed models from the migrated schema")
     gen.add_argument("--check", action="store_true", help="fail if the committed files are stale")

@@ -75,7 +75,11 @@ internal-token:
 database:
   properties: {database_username: username, database_password: password}
   env:
-    DATABASE_URL: '{{ printf "postgresql://{{ .database_username | urlquery }}:{{ .database_password | urlquery }}@%s:%d/%s?sslmode=%s" .Values.database.host (int .Values.database.port) .Values.database.name .Values.database.sslmode }}'
+    MIGRATION_DATABASE_URL: '{{ printf "postgresql://{{ .database_username | urlquery }}:{{ .database_password | urlquery }}@%s:%d/%s?sslmode=%s" .Values.database.host (int .Values.database.port) .Values.database.name .Values.database.sslmode }}'
+database-app:
+  properties: {app_database_username: username, app_database_password: password}
+  env:
+    DATABASE_URL: '{{ printf "postgresql://{{ .app_database_username | urlquery }}:{{ .app_database_password | urlquery }}@%s:%d/%s?sslmode=%s" .Values.database.host (int .Values.database.port) .Values.database.name .Values.database.sslmode }}'
 redis:
   properties: {redis_auth_token: auth_token}
   env:

@@ -92,7 +92,7 @@ spec:
       ports:
         - {protocol: TCP, port: http}
     {{- end }}
-    {{- if has "database" .Values.secrets }}
+    {{- if has "database-app" .Values.secrets }}
     {{- include "common.databaseEgress" . | nindent 4 }}
     {{- end }}
     {{- if has "redis" .Values.secrets }}
