@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from tests.support.paths import MIGRATIONS
+from tests.support.rows import fetch
 from valuecanvas import cli
 from valuecanvas.db.doctor import run_checks
 from valuecanvas.db.login_role import MEMBER_OF, LoginRoleError, ensure_login_role
@@ -52,14 +53,6 @@ async def _execute(dsn: str, *statements: str) -> None:
         await connection.close()
 
 
-async def _fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return list(await connection.fetch(query, *args))
-    finally:
-        await connection.close()
-
-
 def _can_log_in(server: TemporaryPostgres, user: str, password: str) -> bool:
     try:
         asyncio.run(_execute(server.dsn(user=user, password=password), "select 1"))
@@ -69,7 +62,7 @@ def _can_log_in(server: TemporaryPostgres, user: str, password: str) -> bool:
 
 
 def _role(server: TemporaryPostgres, name: str) -> dict[str, object]:
-    rows = asyncio.run(_fetch(server.dsn(),
+    rows = asyncio.run(fetch(server.dsn(),
         """select r.rolcanlogin, r.rolinherit, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
                   r.rolreplication, r.rolbypassrls,
                   array(select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid
@@ -114,7 +107,7 @@ def test_migrate_makes_the_services_login_role_and_follows_its_rotated_password(
     assert not _can_log_in(scram, name, first)
 
     # Acting as an API role through it: what the services do in every transaction.
-    rows = asyncio.run(_fetch(scram.dsn(user=name, password=rotated),
+    rows = asyncio.run(fetch(scram.dsn(user=name, password=rotated),
                               "select set_config('role', 'authenticated', false) as role"))  # fmt: skip
     assert rows[0]["role"] == "authenticated"
 

@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.rows import add_member, add_organization
+from tests.support.rows import add_member, add_organization, fetch
 from tests.support.servers import Database, RedisServer
 from tests.support.slowlink import SlowLink
 from tests.support.tokens import bearer
@@ -68,14 +68,6 @@ async def _seed(dsn: str, webhook_url: str | None = None) -> uuid.UUID | None:
             ORG_A, webhook_url,
         )  # fmt: skip
         return webhook
-    finally:
-        await owner.close()
-
-
-async def _fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    owner = await asyncpg.connect(dsn)
-    try:
-        return list(await owner.fetch(query, *args))
     finally:
         await owner.close()
 
@@ -158,13 +150,13 @@ def test_a_value_case_through_the_gateway_completes_checked_and_signed(
     assert set(events) == {"workflow.completed", "value_case.completed"}
     assert events["value_case.completed"]["data"]["value_case_id"] == body["value_case_id"]
     assert events["workflow.completed"]["data"]["verdict"] == "pass"
-    rows = asyncio.run(_fetch(database.owner_dsn,
+    rows = asyncio.run(fetch(database.owner_dsn,
                               "select event, attempt, succeeded from public.webhook_deliveries"))  # fmt: skip
     assert sorted((r["event"], r["attempt"], r["succeeded"]) for r in rows) == [
         ("value_case.completed", 1, True), ("workflow.completed", 1, True)
     ]  # fmt: skip
     # Every agent execution is linked to the run.
-    audit = asyncio.run(_fetch(database.owner_dsn,
+    audit = asyncio.run(fetch(database.owner_dsn,
         "select agent, idempotency_key, workflow_execution_id from public.agent_audit_log"))  # fmt: skip
     assert sorted(r["idempotency_key"].split(":")[1] for r in audit) == sorted(
         step["id"] for step in run["steps"]
@@ -215,7 +207,7 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
         # in turn), counted from the batch's last run's start: that run has not ended.
         time.sleep(LINK_DELAY * (batch % 3) + chance.uniform(0.05, LINK_DELAY - 0.1))
         orchestrator.kill()
-        unfinished = asyncio.run(_fetch(database.owner_dsn,
+        unfinished = asyncio.run(fetch(database.owner_dsn,
             "select count(*) as n from public.workflow_executions where status in ('pending', 'running')"))  # fmt: skip
         interrupted.append(unfinished[0]["n"])
         orchestrator.start()
@@ -231,7 +223,7 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
     # A step whose request was on its way when its caller died: the agent ran it, and the
     # restarted orchestrator, asking again, got the stored result.
     assert any(step["replayed"] for run in finished for step in run["steps"])
-    rows = asyncio.run(_fetch(database.owner_dsn,
+    rows = asyncio.run(fetch(database.owner_dsn,
         """select workflow_execution_id, idempotency_key, count(*) as n
              from public.agent_audit_log group by 1, 2"""))  # fmt: skip
     # Exactly one agent execution for every (run, step): 20 runs of 5 steps.
@@ -240,14 +232,14 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
     assert {str(row["workflow_execution_id"]) for row in rows} == set(runs)
     # The LLM, at most once per step: the opportunity step and the three target steps ask it
     # once each (the offline provider), so the ledger has 4 completions a run.
-    ledger = asyncio.run(_fetch(database.owner_dsn, "select count(*) as n from public.llm_usage"))
+    ledger = asyncio.run(fetch(database.owner_dsn, "select count(*) as n from public.llm_usage"))
     assert ledger[0]["n"] == len(runs) * 4
 
     # Runs recorded that the engine never started: one accepted while it was not up
     # (pending), one whose process died between the commit and the start (running, with
     # no workflow in the engine). Once the orchestrator is back, it starts both.
     orchestrator.stop()
-    orphans = [str(row["id"]) for row in asyncio.run(_fetch(database.owner_dsn,
+    orphans = [str(row["id"]) for row in asyncio.run(fetch(database.owner_dsn,
         """insert into public.workflow_executions
              (organization_id, workflow_definition_id, status, input, started_by, steps, started_at)
            select e.organization_id, e.workflow_definition_id, s.status, e.input, e.started_by,
@@ -268,7 +260,7 @@ def test_runs_survive_the_orchestrator_killed_at_random_and_no_step_runs_twice(
 
 
 def _audit_steps(dsn: str, run: str) -> list[str]:
-    rows = asyncio.run(_fetch(dsn,
+    rows = asyncio.run(fetch(dsn,
         "select idempotency_key from public.agent_audit_log where workflow_execution_id = $1",
         uuid.UUID(run)))  # fmt: skip
     return sorted(row["idempotency_key"].split(":")[1] for row in rows)
@@ -301,7 +293,7 @@ def test_faults_an_agent_down_a_cancelled_run_and_bad_definitions(
     assert unwaited.status_code == 422
     assert "reads step a but does not wait for it" in unwaited.text
     assert refused({"steps": [{"id": "a", "agent": "target"}]}, member).status_code == 403
-    assert asyncio.run(_fetch(database.owner_dsn,
+    assert asyncio.run(fetch(database.owner_dsn,
         "select * from public.workflow_definitions where name = 'custom'")) == []  # fmt: skip
 
     # An agent down: each target step is tried three times, then the run fails, naming

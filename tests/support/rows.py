@@ -38,3 +38,12 @@ async def add_member(
         role,
     )
     return user
+
+
+async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """One query on a connection of its own (for a test that has no connection open)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
