@@ -113,7 +113,7 @@ def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehears
     assert made["databases"] == ["valuecanvas-sandbox-postgres"]
     assert made["load_balancers"] == ["valuecanvas-sandbox-alb"]
     assert len(made["repositories"]) == 8
-    assert len(made["secrets"]) == 8
+    assert len(made["secrets"]) == 9  # database-app: the services' login role
     assert "valuecanvas-sandbox-svc-llm-proxy" in made["roles"]
     assert "valuecanvas-sandbox-external-secrets" in made["roles"]
     # Then Argo CD, into the Kubernetes API stand-in (the emulator's cluster has no API).
