@@ -19,6 +19,7 @@ from tests.support.paths import MIGRATIONS
 from tests.support.rehearsals import Rehearsals
 from tests.support.servers import APP_PASSWORD, APP_ROLE, Database, RedisServer
 from tests.support.waiting import wait_until
+from valuecanvas.db.login_role import MEMBER_OF
 from valuecanvas.db.migrate import migrate
 from valuecanvas.localdev.postgres import TemporaryPostgres, ensure_service_user, free_port
 
@@ -70,9 +71,7 @@ def migrated_template(postgres: TemporaryPostgres) -> str:
             await owner.execute(
                 f"create role {APP_ROLE} login noinherit password '{APP_PASSWORD}' nosuperuser nobypassrls"
             )
-            await owner.execute(
-                f"grant anon, authenticated, service_role, orchestrator to {APP_ROLE}"
-            )
+            await owner.execute(f"grant {', '.join(MEMBER_OF)} to {APP_ROLE}")
         finally:
             await owner.close()
 
