@@ -334,6 +334,30 @@ def test_the_organizations_policies_warn_or_block(
     assert {f["check"] for f in blocked["findings"]} == {"policies", "recompute"}
 
 
+def test_a_forged_output_beyond_what_the_target_agent_writes_is_a_422(
+    integrity: tuple[TestClient, TestClient], database: Database
+) -> None:
+    """The output comes from the client: a horizon of 382,915 years once made IRR's
+    polynomial that large (a MemoryError, a 500; schemathesis found it)."""
+    client, target = integrity
+    output = target.post("/v1/run", json=CASE, headers=bearer(MEMBER, ORG)).json()
+    scenario = output["scenarios"][0]
+    forged = [
+        {**output, "horizon_years": 382915},
+        {**output, "scenarios": [scenario] * 11},
+        {**output, "scenarios": [{**scenario, "cash_flows": ["1"] * 12}]},
+    ]
+
+    answers = [client.post("/v1/run", json={"inputs": CASE, "output": body},
+                           headers=bearer(MEMBER, ORG)) for body in forged]  # fmt: skip
+
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert [a.json()["param"] for a in answers] == [
+        "output.horizon_years", "output.scenarios", "output.scenarios.0.cash_flows",
+    ]  # fmt: skip
+    assert not [r for r in audit_rows(database.owner_dsn) if r["agent"] == "integrity"]
+
+
 # Expansion.
 
 

@@ -62,14 +62,19 @@ class Scenario(BaseModel):
     npv: Number
     irr: Number | None = Field(description="none when nothing is invested up front")
     payback_months: Number
-    cash_flows: list[Number] = Field(description="year 0 (the one-time cost), then each year")
+    cash_flows: list[Number] = Field(
+        max_length=11, description="year 0 (the one-time cost), then each year"
+    )
 
 
 class TargetOutput(BaseModel):
+    """Bounded as the input is: the integrity agent takes one back from a client and computes
+    it again (an unbounded horizon would make IRR's polynomial as large as the horizon)."""
+
     currency: str
-    horizon_years: Whole
+    horizon_years: Whole = Field(ge=1, le=10)
     discount_rate: Number
-    scenarios: list[Scenario]
+    scenarios: list[Scenario] = Field(max_length=10)
     narrative: str = Field(
         default="", description="the case in words; every number in it is one of the case's"
     )
