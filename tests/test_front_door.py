@@ -4,6 +4,7 @@ run as a user runs them (make, ansible-playbook), with the failures they must ex
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -11,13 +12,15 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.support.paths import REPO
 from tests.support.rehearsals import BIN, make, playbook, tool_env
-from valuecanvas.localdev import ports
+from tests.support.threaded import ThreadedApp
+from valuecanvas.localdev import ports, ready
 from valuecanvas.localdev import postgres as localdev_postgres
 from valuecanvas.localdev.emulator import answers, aws_emulator
 from valuecanvas.localdev.kube_standin import answers as kube_answers
@@ -154,6 +157,38 @@ def test_ports_name_the_process_that_holds_them(listener: int) -> None:
     assert "pytest" in found[0] or "python" in found[0]
     assert ours == []  # a process under the given supervisor is the platform's own
     assert free == []
+
+
+def test_the_readiness_wait_names_each_service_that_is_not_ready() -> None:
+    """`make up`'s last wait, against real servers: one ready, one that becomes ready
+    after a few probes, one answering 503, one port nobody listens on."""
+    probes: dict[str, int] = {"late": 0}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        name = scope["path"].strip("/").split("/")[0]
+        probes[name] = probes.get(name, 0) + 1
+        status = 503 if name == "broken" or (name == "late" and probes[name] < 3) else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"status": "not ready"}'})
+
+    server = ThreadedApp(app, "the readiness stand-in")
+    server.start()
+    try:
+        services = {name: f"{server.url}/{name}/readyz" for name in ("ready", "late", "broken")}
+        services["absent"] = f"http://127.0.0.1:{free_port()}/readyz"
+        states = asyncio.run(ready.wait_ready(services, within=2, interval=0.1))
+        counted = dict(probes)
+        exit_codes = [ready.main([json.dumps({name: services[name]}), "--timeout", "0.3"])
+                      for name in ("ready", "broken")]  # fmt: skip
+    finally:
+        server.stop()
+
+    assert states["ready"] == states["late"] == "ready"
+    assert counted["ready"] == 1  # a ready service is not probed again
+    assert counted["late"] == 3
+    assert states["broken"] == '503: {"status": "not ready"}'
+    assert "connect" in states["absent"].lower()
+    assert exit_codes == [0, 1]
 
 
 def test_postgres_runs_from_binaries_in_a_folder_only_root_can_enter(

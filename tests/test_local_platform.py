@@ -38,7 +38,9 @@ def port_is_free(port: int) -> bool:
 
 
 def free_offset() -> int:
-    for offset in range(20000, 40000, 1000):
+    # Below the ephemeral ports (32768 and up), and not 21000: the local_platform molecule
+    # scenario's, which runs in the background (29000-29432).
+    for offset in (20000, 22000, 23000):
         if all(port_is_free(spec.entry.port + offset) for spec in SERVICES.values()):
             return offset
     raise RuntimeError("no free block of ports for the services")
@@ -50,13 +52,13 @@ class Platform:
     offset: int
     postgres_port: int
     extra_vars: Path
+    checkout: Path = REPO
+    runtime_root: Path | None = None
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{SERVICES[service].entry.port + self.offset}{path}"
 
-    def playbook(
-        self, playbook: str, *extra: str, cwd: Path = REPO
-    ) -> subprocess.CompletedProcess[str]:
+    def playbook(self, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 str(BIN / "ansible-playbook"),
@@ -67,12 +69,20 @@ class Platform:
                 f"@{self.extra_vars}",
                 *extra,
             ],
-            cwd=cwd,
+            cwd=self.checkout,
             capture_output=True,
             text=True,
             timeout=600,
             env={**os.environ, "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{os.environ['PATH']}"},
         )
+
+    def data_dir(self) -> Path:
+        """Where PostgreSQL keeps its data: the state directory, unless root runs the
+        platform from a folder its service user cannot enter (then under the runtime root)."""
+        if os.geteuid() == 0 and self.runtime_root is not None:
+            instance = (self.state_dir / "secrets" / "instance_id").read_text().strip()
+            return self.runtime_root / instance / "postgres" / "data"
+        return self.state_dir / "postgres" / "data"
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         conf = self.state_dir / "supervisor" / "supervisord.conf"
@@ -105,37 +115,49 @@ def wait_for(url: str, status: int, timeout: float = 60) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[Platform]:
-    # Not under pytest's tmp_path: the unprivileged Postgres user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="valuecanvas-platform-"))
-    root.chmod(0o755)
-    state = root / "state"
-    extra = root / "vars.json"
-    platform = Platform(state, free_offset(), free_port(), extra)
+    """The platform as a newcomer gets it: a checkout in a folder only its owner may enter
+    (root's home, mktemp -d), the wheel's PostgreSQL binaries in that folder too (as a .venv
+    in the checkout has them), the state in the checkout's own .state/. Only the ports move
+    (beside a developer's own platform), and the runtime root (for root: what the service
+    user must reach, outside the private folder)."""
+    private = Path(tempfile.mkdtemp(prefix="valuecanvas-private-"))  # mode 0700
+    runtime = Path(tempfile.mkdtemp(prefix="valuecanvas-runtime-"))
+    runtime.chmod(0o755)
+    checkout = private / "checkout"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
+    wheel = wheel_bin_dir().parents[2]
+    shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
+    shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
+    platform = Platform(checkout / ".state", free_offset(), free_port(), private / "vars.json",
+                        checkout=checkout, runtime_root=runtime)  # fmt: skip
     # The developer's own settings file: a limit high enough for the schemathesis runs.
-    (root / "local.env").write_text(
+    (private / "local.env").write_text(
         "# mine\nLLM_USER_LIMIT_PER_HOUR=5000\n"
         + "".join(
             f"GATEWAY_LIMIT_PER_{scope}=100000\n"
             for scope in ("USER", "API_KEY", "ORGANIZATION", "IP")
         )
     )
-    extra.write_text(
-        json.dumps(
-            {
-                "local_platform_overrides_file": str(root / "local.env"),
-                "local_platform_state_dir": str(state),
-                "local_platform_port_offset": platform.offset,
-                "local_platform_postgres_port": platform.postgres_port,
-                "local_platform_redis_port": free_port(),
-                "local_platform_redis": "enabled",
-            }
-        )
-    )
+    platform.extra_vars.write_text(json.dumps({
+        "local_platform_overrides_file": str(private / "local.env"),
+        "local_platform_port_offset": platform.offset,
+        "local_platform_postgres_port": platform.postgres_port,
+        "local_platform_redis_port": free_port(),
+        "local_platform_redis": "enabled",
+        "local_platform_postgres_bin_dir": str(private / "pgserver" / "pginstall" / "bin"),
+        "local_platform_runtime_root": str(runtime),
+    }))  # fmt: skip
     try:
         yield platform
     finally:
         platform.supervisorctl("shutdown")
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_site_yml_brings_every_service_up_and_a_rerun_changes_nothing(platform: Platform) -> None:
@@ -156,6 +178,10 @@ def test_site_yml_brings_every_service_up_and_a_rerun_changes_nothing(platform: 
     assert recap(second.stdout)["changed"] == 0, second.stdout[-5000:]
     status = platform.supervisorctl("status").stdout
     assert len(re.findall(r"RUNNING", status)) == len(SERVICES) + 2, status  # + postgres, redis
+    assert (platform.data_dir() / "PG_VERSION").exists()
+    if os.geteuid() == 0:  # the binaries the service user needs, outside the private folder
+        assert platform.runtime_root is not None
+        assert list(platform.runtime_root.glob("pginstall-*/pgserver/pginstall/bin/postgres"))
 
 
 def test_local_settings_survive_make_up_and_replaced_edits_are_named(platform: Platform) -> None:
@@ -359,7 +385,7 @@ def test_make_down_stops_everything_and_keeps_the_data(platform: Platform) -> No
     assert recap(down.stdout)["changed"] >= 1
     assert all(port_is_free(spec.entry.port + platform.offset) for spec in SERVICES.values())
     assert port_is_free(platform.postgres_port)
-    assert (platform.state_dir / "postgres" / "data" / "PG_VERSION").exists()
+    assert (platform.data_dir() / "PG_VERSION").exists()
     again = platform.playbook("playbooks/teardown.yml")
     assert recap(again.stdout)["changed"] == 0
     status = make("status", f"STATE_DIR={platform.state_dir}")
@@ -368,54 +394,6 @@ def test_make_down_stops_everything_and_keeps_the_data(platform: Platform) -> No
     doctor = make("doctor", f"STATE_DIR={platform.state_dir}")
     assert doctor.returncode != 0
     assert "is the platform down? (make up starts it)" in doctor.stdout
-
-
-def test_a_root_checkout_in_a_private_folder_comes_up() -> None:
-    """Cloned as root where only root can enter (root's home, mktemp -d), with the wheel's
-    Postgres binaries inside that folder too (as a .venv in the checkout has them)."""
-    private = Path(tempfile.mkdtemp(prefix="valuecanvas-private-"))  # mode 0700
-    runtime = Path(tempfile.mkdtemp(prefix="valuecanvas-runtime-"))
-    runtime.chmod(0o755)
-    checkout = private / "checkout"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, checkout / name)
-    wheel = wheel_bin_dir().parents[2]
-    shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
-    shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
-    offset = free_offset()
-    platform = Platform(checkout / ".state", offset, free_port(), private / "vars.json")
-    platform.extra_vars.write_text(json.dumps({
-        "local_platform_port_offset": offset,
-        "local_platform_postgres_port": platform.postgres_port,
-        "local_platform_redis_port": free_port(),
-        "local_platform_redis": "enabled",
-        "local_platform_postgres_bin_dir": str(private / "pgserver" / "pginstall" / "bin"),
-        "local_platform_runtime_root": str(runtime),
-    }))  # fmt: skip
-    try:
-        up = platform.playbook("site.yml", cwd=checkout)
-        assert up.returncode == 0, up.stdout[-5000:]
-        for name in SERVICES:
-            assert httpx.get(platform.url(name, "/readyz")).status_code == 200, name
-        rerun = platform.playbook("site.yml", cwd=checkout)
-        assert recap(rerun.stdout)["changed"] == 0, rerun.stdout[-3000:]
-        if os.geteuid() == 0:  # the data and binaries the service user needs, outside
-            (data,) = runtime.glob("*/postgres/data/PG_VERSION")
-            assert (
-                data.parents[2].name
-                == (platform.state_dir / "secrets" / "instance_id").read_text().strip()
-            )
-            assert list(runtime.glob("pginstall-*/pgserver/pginstall/bin/postgres"))
-        down = platform.playbook("playbooks/teardown.yml", cwd=checkout)
-        assert down.returncode == 0, down.stdout[-3000:]
-    finally:
-        platform.supervisorctl("shutdown")
-        shutil.rmtree(private, ignore_errors=True)
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def seed_demo(platform: Platform) -> str:

@@ -1,17 +1,13 @@
 """Every role's molecule `default` scenario: converge, idempotence and an assert-based
-verify, run as `molecule test` from the role's directory. The AWS roles' scenarios run in
-the background, two at a time, each against an emulator of its own (tests/support/rehearsals.py)."""
+verify, run as `molecule test` from the role's directory, in the background, two at a time
+(the AWS roles' each against an emulator of its own: tests/support/rehearsals.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.support.paths import BIN, REPO
-from tests.support.rehearsals import AWS_ROLES, KUBE_ROLES, Rehearsals
+from tests.support.paths import REPO
+from tests.support.rehearsals import BACKGROUND_ROLES, Rehearsals
 
 ROLES_WITH_SCENARIOS = sorted(
     path.parents[2].name for path in REPO.glob("roles/*/molecule/default/molecule.yml")
@@ -24,37 +20,18 @@ def test_every_role_has_a_molecule_scenario() -> None:
     assert roles == ROLES_WITH_SCENARIOS
 
 
-@pytest.mark.platform
-@pytest.mark.timeout(3000)  # an AWS scenario may wait for the background rehearsals
-@pytest.mark.parametrize(
-    "role",
-    [pytest.param(role, marks=[pytest.mark.emulator, pytest.mark.rehearsal] if role in AWS_ROLES + KUBE_ROLES else [])
-     for role in ROLES_WITH_SCENARIOS],
-)  # fmt: skip
-def test_molecule_scenario(role: str, request: pytest.FixtureRequest) -> None:
-    if role in AWS_ROLES + KUBE_ROLES:
-        rehearsals: Rehearsals = request.getfixturevalue("rehearsals")
-        aws_result = rehearsals.molecule(role)
-        output = aws_result.stdout + aws_result.stderr
-        assert aws_result.returncode == 0, output[-6000:]
-        assert "idempotence: Executed: Successful" in output
-        assert "verify: Executed: Successful" in output
-        return
-    result = subprocess.run(
-        [str(BIN / "molecule"), "test", "--scenario-name", "default"],
-        cwd=REPO / "roles" / role,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={
-            **os.environ,
-            "PATH": f"{BIN}:{os.environ['PATH']}",
-            "MOLECULE_PYTHON": sys.executable,
-            "ANSIBLE_NOCOLOR": "1",
-            "NO_COLOR": "1",
-        },
-    )
+def test_every_scenario_is_rehearsed_in_the_background() -> None:
+    assert sorted(BACKGROUND_ROLES) == ROLES_WITH_SCENARIOS
 
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    assert "idempotence: Executed: Successful" in result.stdout + result.stderr
-    assert "verify: Executed: Successful" in result.stdout + result.stderr
+
+@pytest.mark.platform
+@pytest.mark.rehearsal
+@pytest.mark.timeout(3000)  # it may wait for the background rehearsals
+@pytest.mark.parametrize("role", ROLES_WITH_SCENARIOS)
+def test_molecule_scenario(role: str, rehearsals: Rehearsals) -> None:
+    result = rehearsals.molecule(role)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "idempotence: Executed: Successful" in output
+    assert "verify: Executed: Successful" in output

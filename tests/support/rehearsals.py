@@ -1,6 +1,6 @@
-"""The slow AWS rehearsals, run two at a time in the background so that CI stays short:
-the sandbox's whole lifecycle (plan, provision, rerun, check, teardown) and every AWS
-role's molecule scenario, each against an emulator of its own. Tests wait for their own
+"""The slow rehearsals, run two at a time in the background so that CI stays short: the
+sandbox's whole lifecycle (plan, provision, rerun, check, teardown), every AWS role's
+molecule scenario, each against an emulator of its own, and the local platform's. Tests wait for their own
 job's result and assert on it."""
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ AWS_ROLES = sorted(
 )
 # Rehearsed in the background too, against the Kubernetes API stand-in.
 KUBE_ROLES = ["argocd_bootstrap"]
+# And the local platform's scenario (its own state directory, ports from 29000): no emulator.
+LOCAL_ROLES = ["local_platform"]
+BACKGROUND_ROLES = AWS_ROLES + KUBE_ROLES + LOCAL_ROLES
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -126,6 +129,9 @@ def molecule_scenario(role: str, workdir: Path) -> subprocess.CompletedProcess[s
     # A fresh emulator has nothing: forget that an earlier run already prepared the scenario.
     subprocess.run([str(BIN / "molecule"), "reset", "--scenario-name", "default"], cwd=REPO / "roles" / role,
                    capture_output=True, timeout=300, env=tool_env(), check=True)  # fmt: skip
+    if role in LOCAL_ROLES:
+        return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
+                              capture_output=True, text=True, timeout=1800, env=tool_env())  # fmt: skip
     if role in KUBE_ROLES:
         with kube_standin(workdir / f"kube-{role}.log") as kube:
             return subprocess.run([str(BIN / "molecule"), "test", "--scenario-name", "default"], cwd=REPO / "roles" / role,
@@ -142,8 +148,9 @@ class Rehearsals:
 
     def __init__(self, workdir: Path) -> None:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rehearsal")
+        # The longest first: the sandbox's lifecycle, then the local platform's scenario.
         jobs: dict[str, Callable[[], object]] = {"lifecycle": lambda: sandbox_lifecycle(workdir)}
-        for role in AWS_ROLES + KUBE_ROLES:
+        for role in LOCAL_ROLES + AWS_ROLES + KUBE_ROLES:
             jobs[role] = lambda role=role: molecule_scenario(role, workdir)  # type: ignore[misc]
         self.futures: dict[str, Future[object]] = {
             name: self.pool.submit(job) for name, job in jobs.items()
