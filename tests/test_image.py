@@ -151,16 +151,32 @@ def test_a_base_image_without_a_digest_is_refused(image: Built) -> None:
     assert "BASE_IMAGE must be pinned by digest (name@sha256:...)" in made.stderr
 
 
-def test_ci_pushes_one_image_under_every_services_repository(image: Built, tmp_path: Path) -> None:
-    """tools/push_image.sh, to an OCI layout here instead of ECR: each repository of the
-    catalogue gets the image under the tag, all with one digest."""
-    pushed = subprocess.run([str(REPO / "tools" / "push_image.sh"), image.tag, f"oci:{tmp_path}", "abc1234"],
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+def push(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "tools" / "push_image.sh"), *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHON": sys.executable, **environment})  # fmt: skip
 
+
+def test_ci_pushes_one_image_under_every_services_repository(image: Built, tmp_path: Path) -> None:
+    """tools/push_image.sh, to OCI layouts here instead of ECR. The plan names every
+    repository of the catalogue; two of them are pushed for real (each push compresses the
+    whole image again: all eight would only repeat it) and get the one digest."""
+    repositories = sorted({entry.image for entry in catalogue().values()})
+
+    plan = push("--dry-run", image.tag, f"oci:{tmp_path}", "abc1234")
+    pushed = push(image.tag, f"oci:{tmp_path}", "abc1234", REPOSITORIES=" ".join(repositories[:2]))
+    unknown = push(image.tag, f"oci:{tmp_path}", "abc1234", REPOSITORIES="valuecanvas-nope")
+
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines() == [
+        f"{name} oci:{tmp_path}/{name}:abc1234" for name in repositories
+    ]
     assert pushed.returncode == 0, pushed.stderr
     lines = dict(line.split() for line in pushed.stdout.splitlines())
-    assert sorted(lines) == sorted({entry.image for entry in catalogue().values()})
+    assert sorted(lines) == repositories[:2]
     assert len(set(lines.values())) == 1
     assert next(iter(lines.values())).startswith("sha256:")
     assert all((tmp_path / repository / "index.json").is_file() for repository in lines)
+    assert not (tmp_path / repositories[2]).exists()
+    assert unknown.returncode != 0
+    assert "valuecanvas-nope is no service's repository" in unknown.stderr
