@@ -122,6 +122,11 @@ def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehears
     assert "STAND-IN: installing the local chart" in provisioned
     assert "Wait for the root (at most argocd_bootstrap_wait_seconds)" in provisioned
     assert "would_bootstrap" in " ".join(steps["plan"].result.stdout.split())
+    assert steps["plan"].cluster == {}, "check mode applied something to the cluster"
+    cluster = steps["provision"].cluster
+    assert "argocd" in cluster["namespaces"]
+    assert "root" in cluster["applications"]
+    assert cluster["secrets"] == ["in-cluster"]  # the cluster secret, with the outputs
 
     for name in ("rerun", "check"):
         changed = [
@@ -129,12 +134,16 @@ def test_the_sandbox_is_provisioned_idempotent_and_torn_down(rehearsals: Rehears
         ]
         assert steps[name].changed == 0, f"{name}: {changed}"
     assert steps["check"].left == made
+    assert steps["check"].cluster == cluster
 
     assert (
         "Remove the platform's, then the add-ons' Applications" in steps["teardown"].result.stdout
     )
     assert "Nothing of sandbox is left" in steps["teardown"].result.stdout
     assert steps["teardown"].left == {}
+    # Argo CD's Applications and the cluster secret go first (then the cluster itself).
+    assert "applications" not in steps["teardown"].cluster
+    assert "secrets" not in steps["teardown"].cluster
 
 
 def cost_table(*extra: str) -> dict[str, float]:

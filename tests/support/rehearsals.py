@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+import httpx
 
 from tests.support.paths import BIN, REPO
 from valuecanvas.localdev.emulator import aws_emulator
@@ -86,11 +87,27 @@ def tagged(endpoint: str, environment: str = "sandbox") -> dict[str, list[str]]:
     return {kind: ids for kind, ids in found.items() if ids}
 
 
+def in_cluster(kube: str) -> dict[str, list[str]]:
+    """What the Kubernetes API stand-in holds of Argo CD's bootstrap (names), looked up with
+    plain HTTP (not with the playbooks' modules)."""
+    paths = {
+        "namespaces": "/api/v1/namespaces",
+        "applications": "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications",
+        "projects": "/apis/argoproj.io/v1alpha1/namespaces/argocd/appprojects",
+        "secrets": "/api/v1/namespaces/argocd/secrets",
+    }
+    found = {kind: sorted(item["metadata"]["name"] for item in
+                          httpx.get(f"{kube}{path}", timeout=10).json().get("items", []))
+             for kind, path in paths.items()}  # fmt: skip
+    return {kind: names for kind, names in found.items() if names}
+
+
 @dataclass
 class Step:
     name: str
     result: subprocess.CompletedProcess[str]
     left: dict[str, list[str]]  # what the emulator held after the step
+    cluster: dict[str, list[str]]  # what the Kubernetes API stand-in held after it
 
     @property
     def changed(self) -> int:
@@ -119,7 +136,7 @@ def sandbox_lifecycle(workdir: Path) -> Lifecycle:
             ("teardown", ("playbooks/teardown.yml",)),
         ]:
             result = playbook(*args, endpoint=endpoint, kube=kube)
-            lifecycle.steps[name] = Step(name, result, tagged(endpoint))
+            lifecycle.steps[name] = Step(name, result, tagged(endpoint), in_cluster(kube))
             if result.returncode != 0:
                 break
     return lifecycle
