@@ -1,5 +1,5 @@
 """The slow rehearsals, run two at a time in the background so that CI stays short: the
-sandbox's whole lifecycle (plan, provision, rerun, check, teardown), every AWS role's
+sandbox's whole lifecycle (plan, provision, rerun, teardown), every AWS role's
 molecule scenario, each against an emulator of its own, and the local platform's. Tests wait for their own
 job's result and assert on it."""
 
@@ -123,8 +123,10 @@ class Lifecycle:
 
 
 def sandbox_lifecycle(workdir: Path) -> Lifecycle:
-    """check on empty, provision, rerun, check on provisioned, teardown: in order, stopping at
-    the first failure (the test reports it)."""
+    """check on empty, provision, rerun, teardown: in order, stopping at the first failure
+    (the test reports it). No check-mode run on the provisioned sandbox: it costs as much as
+    the rerun (3 CPU-minutes) and takes the rerun's code paths (the modules compare, then
+    stop before changing); the rerun's changed=0 stands for it."""
     lifecycle = Lifecycle()
     with (aws_emulator(workdir / "moto-lifecycle.log") as endpoint,
           kube_standin(workdir / "kube-lifecycle.log") as kube):  # fmt: skip
@@ -132,7 +134,6 @@ def sandbox_lifecycle(workdir: Path) -> Lifecycle:
             ("plan", ("site.yml", "--check")),
             ("provision", ("site.yml",)),
             ("rerun", ("site.yml",)),
-            ("check", ("site.yml", "--check")),
             ("teardown", ("playbooks/teardown.yml",)),
         ]:
             result = playbook(*args, endpoint=endpoint, kube=kube)
