@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support.paths import REPO
+from tests.support.paths import REPO, copy_wheel_postgres
 from tests.support.rehearsals import BIN, make, playbook, tool_env
 from tests.support.threaded import ThreadedApp
 from valuecanvas.localdev import ports, ready
@@ -201,13 +201,7 @@ def test_postgres_runs_from_binaries_in_a_folder_only_root_can_enter(
     runtime = Path(tempfile.mkdtemp(prefix="valuecanvas-runtime-"))
     runtime.chmod(0o755)
     try:
-        wheel = localdev_postgres.wheel_bin_dir().parents[2]
-        shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
-        if (wheel / "pgserver.libs").is_dir():
-            shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
-        monkeypatch.setenv(
-            "VALUECANVAS_PG_BIN_DIR", str(private / "pgserver" / "pginstall" / "bin")
-        )
+        monkeypatch.setenv("VALUECANVAS_PG_BIN_DIR", str(copy_wheel_postgres(private)))
         monkeypatch.setattr(localdev_postgres, "RUNTIME_ROOT", runtime)
 
         chosen = localdev_postgres.postgres_bin_dir()

@@ -22,11 +22,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.paths import BIN, REPO
+from tests.support.paths import BIN, REPO, copy_wheel_postgres
 from tests.support.rehearsals import make
 from tests.support.waiting import wait_until
 from tests.support.workflows import CASE, EXPECTED
-from valuecanvas.localdev.postgres import free_port, wheel_bin_dir
+from valuecanvas.localdev.postgres import free_port
 from valuecanvas.registry import SERVICES
 
 pytestmark = pytest.mark.platform
@@ -130,9 +130,7 @@ def platform() -> Iterator[Platform]:
         if (REPO / name).is_file():
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, checkout / name)
-    wheel = wheel_bin_dir().parents[2]
-    shutil.copytree(wheel / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
-    shutil.copytree(wheel / "pgserver.libs", private / "pgserver.libs")
+    postgres_bin_dir = copy_wheel_postgres(private)
     platform = Platform(checkout / ".state", free_offset(), free_port(), private / "vars.json",
                         checkout=checkout, runtime_root=runtime)  # fmt: skip
     # The developer's own settings file: a limit high enough for the schemathesis runs.
@@ -149,7 +147,7 @@ def platform() -> Iterator[Platform]:
         "local_platform_postgres_port": platform.postgres_port,
         "local_platform_redis_port": free_port(),
         "local_platform_redis": "enabled",
-        "local_platform_postgres_bin_dir": str(private / "pgserver" / "pginstall" / "bin"),
+        "local_platform_postgres_bin_dir": str(postgres_bin_dir),
         "local_platform_runtime_root": str(runtime),
     }))  # fmt: skip
     try:
